@@ -1,0 +1,1 @@
+"""kgmrc: fusion."""

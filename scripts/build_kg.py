@@ -1,0 +1,97 @@
+#!/usr/bin/env python
+"""Build a medical KG from triples files into Neo4j or the local ArcadeDB store, and export its snapshot.
+
+Examples:
+  python scripts/build_kg.py --triples ../shared/data/kg/xywy_triples.tsv --store kg_store/
+  python scripts/build_kg.py --triples a.tsv b.jsonl.gz --uri bolt://db:7687 --user neo4j --password-env NEO4J_PASSWORD
+  python scripts/build_kg.py --store kg_store/ --stats
+  python scripts/build_kg.py --store kg_store/ --neighbours 糖尿病 --hops 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from kg import arcadedb
+from kg.build import BuildConfig, build_kg, open_store
+from kg.cli import ConfigError, add_common_args, build_config, setup_logging
+from kg.reader import KGInputError
+
+log = logging.getLogger("build_kg")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--triples", nargs="+", type=Path, help="TSV/CSV/JSONL files, .gz allowed")
+    p.add_argument("--store", type=Path, help="local store directory (default kg_store)")
+    p.add_argument("--uri", help="bolt://host:7687 or neo4j://cluster (default: the local ArcadeDB store)")
+    p.add_argument("--user", help="database user (default neo4j)")
+    p.add_argument("--password-env", help="environment variable with the password (default NEO4J_PASSWORD)")
+    p.add_argument("--database", help="database name (default: server default)")
+    p.add_argument("--batch-size", type=int, help="rows per transaction (default 2000)")
+    p.add_argument("--rejects", type=Path, help="rejects file (default STORE/rejects.tsv)")
+    p.add_argument("--snapshot", type=Path, help="snapshot directory (default STORE/snapshot)")
+    p.add_argument("--no-export", action="store_true", help="do not export the snapshot after loading")
+    p.add_argument("--reset", action="store_true", help="delete the graph before loading")
+    p.add_argument("--keep-server", action="store_true", help="leave the local server running")
+    p.add_argument("--stop", action="store_true", help="stop the local server of --store and exit")
+    p.add_argument("--stats", action="store_true", help="print counts per entity type and relation")
+    p.add_argument("--neighbours", metavar="ENTITY", help="print the neighbourhood of ENTITY")
+    p.add_argument("--hops", type=int, default=1, help="hops for --neighbours (1-3)")
+    p.add_argument("--no-progress", action="store_true")
+    add_common_args(p)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        config = build_config(BuildConfig, args, {
+            "triples": args.triples, "store": args.store, "connection.uri": args.uri, "connection.user": args.user,
+            "connection.password_env": args.password_env, "connection.database": args.database,
+            "connection.batch_size": args.batch_size, "rejects": args.rejects, "snapshot": args.snapshot,
+            "export": False if args.no_export else None, "reset": args.reset or None,
+            "keep_server": args.keep_server or None, "progress": False if args.no_progress else None,
+        })
+    except ConfigError as err:
+        log.error("%s", err)
+        return 2
+    if args.stop:
+        stopped = arcadedb.stop_server(config.store / "arcadedb")
+        print("stopped" if stopped else "no server running")
+        return 0
+    try:
+        with open_store(config) as store:
+            result = build_kg(store, config)
+            if config.triples:
+                print(json.dumps({"summary": result.summary, "rejects": str(result.rejects_file),
+                                  "snapshot": str(config.snapshot_dir) if result.manifest else None,
+                                  "load_seconds": round(result.load.seconds, 2) if result.load else None},
+                                 ensure_ascii=False, indent=2))
+            if args.stats or not config.triples and not args.neighbours:
+                print(json.dumps(store.stats(), ensure_ascii=False, indent=2))
+            if args.neighbours:
+                entity = store.entity(args.neighbours)
+                if entity is None:
+                    print(f"no entity named {args.neighbours!r}")
+                    return 1
+                print(json.dumps(entity, ensure_ascii=False))
+                for n in store.neighbours(args.neighbours, hops=args.hops):
+                    arrow = f"-[{n.relation}]->" if n.direction == "out" else f"<-[{n.relation}]-"
+                    print(f"  {n.hops} hop  {args.neighbours} {arrow} {n.name} ({n.type or '-'})")
+    except (KGInputError, ValueError) as err:
+        log.error("%s", err)
+        return 2
+    except KeyboardInterrupt:
+        log.warning("interrupted; committed batches are kept and a re-run resumes")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Shared fixtures: a real graph store (local ArcadeDB, or any Neo4j via NEO4J_TEST_URI) and shared data paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from kg import arcadedb
+from kg.store import GraphStore
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("KGMRC_SHARED", ROOT.parent / "shared"))
+
+
+def shared_path(*parts: str) -> Path:
+    """A file under ../shared, or skip the test with the reason."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared data not available on this machine)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def store_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    """uri/auth/database of the test store. Local ArcadeDB is started once and killed by PID at the end."""
+    uri = os.environ.get("NEO4J_TEST_URI")
+    if uri:
+        yield {"uri": uri, "auth": (os.environ.get("NEO4J_TEST_USER", "neo4j"), os.environ["NEO4J_TEST_PASSWORD"]),
+               "database": os.environ.get("NEO4J_TEST_DATABASE"), "pid": None}
+        return
+    root = tmp_path_factory.mktemp("arcadedb")
+    info = arcadedb.start_server(root, heap="1g", tie_to_parent=True)
+    try:
+        yield {"uri": info.uri, "auth": info.auth, "database": arcadedb.DATABASE, "pid": info.pid}
+    finally:
+        arcadedb.stop_pid(info.pid)
+        assert not arcadedb.pid_alive(info.pid), "ArcadeDB test server survived the session"
+
+
+@pytest.fixture
+def store(store_endpoint: dict[str, object]) -> Iterator[GraphStore]:
+    """An empty graph on the session's server."""
+    with GraphStore.connect(store_endpoint["uri"], store_endpoint["auth"], store_endpoint["database"],
+                            batch_size=50) as graph:
+        graph.clear()
+        yield graph
