@@ -43,11 +43,16 @@ _SET_TYPES = "UNWIND $rows AS row MATCH (e:Entity) WHERE e.name = row.name SET e
 _MATCH_ENDS = "UNWIND $rows AS row MATCH (h:Entity) WHERE h.name = row.h MATCH (t:Entity) WHERE t.name = row.t "
 _MERGE_TRIPLES = _MATCH_ENDS + "MERGE (h)-[:REL {name: row.r}]->(t)"
 _CREATE_TRIPLES = _MATCH_ENDS + "CREATE (h)-[:REL {name: row.r}]->(t)"
-_JOURNAL = "UNWIND $rows AS row CREATE (:LoadBatch {load: row.load, index: row.index, triples: row.triples})"
+_JOURNAL = ("UNWIND $rows AS row CREATE (:LoadBatch {load: row.load, index: row.index, triples: row.triples, "
+            "attributes: row.attributes})")
 _MERGE_ATTRIBUTES = (
     "UNWIND $rows AS row MATCH (e:Entity) WHERE e.name = row.e "
     "MERGE (a:Attribute {uid: row.uid}) SET a.key = row.k, a.value = row.v "
     "MERGE (e)-[:HAS_ATTRIBUTE]->(a)"
+)
+_CREATE_ATTRIBUTES = (
+    "UNWIND $rows AS row MATCH (e:Entity) WHERE e.name = row.e "
+    "CREATE (e)-[:HAS_ATTRIBUTE]->(:Attribute {uid: row.uid, key: row.k, value: row.v})"
 )
 _RETRYABLE = (TransientError, ServiceUnavailable, SessionExpired)
 
@@ -159,23 +164,26 @@ class GraphStore:
 
         With a ``load_id`` (a fingerprint of inputs, reader config and batch size) each committed batch leaves a
         ``(:LoadBatch {load, index})`` journal node in its own transaction. A re-run of the same load skips the
-        journaled batches, and while every REL edge in the store belongs to journaled batches of this load
-        (a fresh or resumed load) edges are CREATEd rather than MERGEd, which is twice as fast and still exact
+        journaled batches, and while every edge and attribute in the store belongs to journaled batches of this
+        load (a fresh or resumed load) they are CREATEd rather than MERGEd, which is twice as fast and still exact
         because the reader removes duplicates across the whole input.
         """
         stats = LoadStats()
         start = time.perf_counter()
         self.ensure_schema()
         done: set[int] = set()
-        create_edges = False
+        create = False
         if load_id is not None:
-            rows = self._read("MATCH (b:LoadBatch {load: $load}) RETURN b.index AS i, b.triples AS n", load=load_id)
+            rows = self._read("MATCH (b:LoadBatch {load: $load}) "
+                              "RETURN b.index AS i, b.triples AS n, b.attributes AS a", load=load_id)
             done = {r["i"] for r in rows}
             edges = self._read("MATCH ()-[r:REL]->() RETURN count(r) AS n")[0]["n"]
-            create_edges = edges == sum(r["n"] for r in rows)
+            attrs = self._read("MATCH (a:Attribute) RETURN count(a) AS n")[0]["n"]
+            create = edges == sum(r["n"] for r in rows) and attrs == sum(r["a"] or 0 for r in rows)
             if done:
                 log.info("resuming load %s: %d batches already committed", load_id[:12], len(done))
-        edge_query = _CREATE_TRIPLES if create_edges else _MERGE_TRIPLES
+        edge_query = _CREATE_TRIPLES if create else _MERGE_TRIPLES
+        attribute_query = _CREATE_ATTRIBUTES if create else _MERGE_ATTRIBUTES
         known: dict[str, str | None] = {}  # entities written by this load → their type
         bar = tqdm(total=total, unit="rec", desc="loading KG", disable=not progress, smoothing=0.05)
         for index, batch in enumerate(_prefetch(_batched(records, self.batch_size))):
@@ -200,10 +208,11 @@ class GraphStore:
                 (_CREATE_ENTITIES, [{"name": n, "type": t} for n, t in entities.items() if n not in known]),
                 (_SET_TYPES, [{"name": n, "type": t} for n, t in entities.items() if t]),
                 (edge_query, triples),
-                (_MERGE_ATTRIBUTES, attributes),
+                (attribute_query, attributes),
             ]
             if load_id is not None:
-                statements.append((_JOURNAL, [{"load": load_id, "index": index, "triples": len(triples)}]))
+                statements.append((_JOURNAL, [{"load": load_id, "index": index, "triples": len(triples),
+                                               "attributes": len(attributes)}]))
             stats.retries += self._write(statements)
             known.update((n, t or known.get(n)) for n, t in entities.items())
             stats.batches += 1

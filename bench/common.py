@@ -1,0 +1,49 @@
+"""Benchmark helpers: peak RSS of this process and of another PID, and the JSON result writer."""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from kg.io import atomic_write_text
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (MB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def process_peak_rss_mb(pid: int) -> float:
+    """Peak RSS (VmHWM) of another process (MB), 0 if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def write_result(name: str, figures: dict[str, Any]) -> Path:
+    """Print ``figures`` and write them with machine facts to ``bench/results/NAME.json``."""
+    payload = {
+        "benchmark": name,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+                    "python": platform.python_version()},
+        **figures,
+    }
+    text = json.dumps(payload, ensure_ascii=False, indent=2)
+    print(text)
+    path = RESULTS / f"{name}.json"
+    atomic_write_text(path, text + "\n")
+    return path
