@@ -47,3 +47,21 @@ def store(store_endpoint: dict[str, object]) -> Iterator[GraphStore]:
                             batch_size=50) as graph:
         graph.clear()
         yield graph
+
+
+@pytest.fixture(scope="session")
+def sample_snapshot(store_endpoint: dict[str, object], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped sample KG loaded into the test store and exported as a snapshot (built once)."""
+    from kg.cli import read_config_file
+    from kg.reader import TripleReader
+    from kg.records import ReaderConfig
+    from kg.snapshot import export_snapshot
+
+    reader_cfg = ReaderConfig.model_validate(read_config_file(ROOT / "configs/kg/sample.yaml")["reader"])
+    out = tmp_path_factory.mktemp("sample") / "snapshot"
+    with GraphStore.connect(store_endpoint["uri"], store_endpoint["auth"], store_endpoint["database"]) as graph:
+        graph.clear()
+        graph.load(TripleReader(reader_cfg).read([ROOT / "examples" / "sample_kg.tsv"]), progress=False)
+        export_snapshot(graph, out, progress=False)
+        graph.clear()
+    return out

@@ -1,0 +1,283 @@
+"""KG embeddings with PyKEEN: TransE, TransR and PTransE trained on one seeded split of a #2 snapshot.
+
+``train_embeddings(config)`` is the one entry point (cf. ``pykeen.pipeline``): split → (paths) → train with
+per-epoch safetensors checkpoints (resumable) → filtered rank evaluation → export. The export directory holds
+``embeddings.safetensors`` (``entity [E, d]`` aligned with the snapshot's entity ids, ``relation [R, d_r]``,
+TransR's ``relation_projection [R, d, d_r]``), ``metadata.json`` and ``metrics.json``.
+:meth:`KGEmbeddings.load` refuses an export made for a different snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from pykeen.evaluation import RankBasedEvaluator
+from pykeen.models import TransE, TransR
+from pykeen.training import SLCWATrainingLoop
+from pykeen.triples import TriplesFactory
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from kg.io import atomic_path, atomic_write_text
+from kg.pcra import PathSet, extract_paths
+from kg.ptranse import PTransE, PTransETrainingLoop
+from kg.snapshot import Snapshot, SnapshotError
+
+log = logging.getLogger(__name__)
+
+ModelName = Literal["transe", "transr", "ptranse"]
+FORMAT_VERSION = 1
+
+
+class EmbeddingConfig(BaseModel):
+    """``scripts/train_kg_embeddings.py`` settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kg: Path = Field(description="snapshot directory (from build_kg.py)")
+    out: Path = Field(description="output directory")
+    model: ModelName = "transe"
+    dim: int = Field(100, ge=2)
+    relation_dim: int | None = Field(None, description="TransR relation space (default: dim)")
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(1024, ge=1)
+    lr: float = Field(0.01, gt=0)
+    margin: float = Field(1.0, gt=0)
+    norm: int = Field(1, ge=1, le=2, description="L1 or L2 distance")
+    num_negs_per_pos: int = Field(1, ge=1)
+    seed: int = 42
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    # PTransE
+    path_max_length: int = Field(2, ge=1, le=2)
+    path_max_per_triple: int = Field(8, ge=1)
+    path_threshold: float = Field(0.01, ge=0, description="drop paths with R(p|h,t) below this")
+    path_weight: float = Field(1.0, ge=0)
+    # evaluation
+    eval_max_triples: int | None = Field(None, description="evaluate on this many test triples (seeded sample)")
+    eval_batch_size: int = 256
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1, ...")
+    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
+    resume: bool = Field(True, description="continue from OUT/checkpoint when it matches this config")
+    progress: bool = True
+
+
+@dataclass
+class EmbeddingResult:
+    config: EmbeddingConfig
+    metrics: dict[str, float]
+    seconds_per_epoch: float
+    path_seconds: float
+    path_stats: dict[str, float]
+    losses: list[float]
+    out: Path
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def triples_factory(snapshot: Snapshot) -> TriplesFactory:
+    """All snapshot triples with the snapshot's own entity and relation ids."""
+    return TriplesFactory(
+        mapped_triples=torch.as_tensor(snapshot.triples, dtype=torch.long),
+        entity_to_id={n: i for i, n in enumerate(snapshot.entity_names)},
+        relation_to_id={n: i for i, n in enumerate(snapshot.relation_names)},
+    )
+
+
+def split_snapshot(snapshot: Snapshot, ratios: tuple[float, float, float], seed: int
+                   ) -> tuple[TriplesFactory, TriplesFactory, TriplesFactory]:
+    """The fixed train/validation/test split every model shares (PyKEEN's split: all test entities in train)."""
+    train, valid, test = triples_factory(snapshot).split(list(ratios), random_state=seed)
+    return train, valid, test
+
+
+def build_model(config: EmbeddingConfig, train: TriplesFactory, paths: PathSet | None) -> TransE | TransR:
+    common = dict(triples_factory=train, embedding_dim=config.dim, scoring_fct_norm=config.norm,
+                  random_seed=config.seed, loss="marginranking", loss_kwargs={"margin": config.margin})
+    if config.model == "transe":
+        return TransE(**common)
+    if config.model == "transr":
+        return TransR(relation_dim=config.relation_dim or config.dim, **common)
+    return PTransE(paths=paths, path_margin=config.margin, path_weight=config.path_weight, **common)
+
+
+def _state_tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Model and optimizer state as flat tensors (safetensors) plus the non-tensor rest (JSON)."""
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    scalars: dict[str, Any] = {}
+    for pid, state in opt["state"].items():
+        for name, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{pid}.{name}"] = value.detach().contiguous().cpu()
+            else:
+                scalars[f"{pid}.{name}"] = value
+    return tensors, {"param_groups": opt["param_groups"], "scalars": scalars}
+
+
+def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
+                    losses: list[float], fingerprint: str) -> None:
+    """Write ``directory`` atomically: state.safetensors + state.json (no pickle anywhere)."""
+    tensors, rest = _state_tensors(model, optimizer)
+    with atomic_path(directory) as tmp:
+        tmp.mkdir()
+        save_file(tensors, str(tmp / "state.safetensors"))
+        (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "losses": losses, "fingerprint": fingerprint,
+                                                    **rest}), encoding="utf-8")
+
+
+def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    fingerprint: str) -> tuple[int, list[float]] | None:
+    """Restore model and optimizer from ``directory``; None when absent or made with another config."""
+    meta_path = directory / "state.json"
+    if not meta_path.exists():
+        return None
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if meta["fingerprint"] != fingerprint:
+        log.warning("checkpoint in %s was made with another config or snapshot; starting afresh", directory)
+        return None
+    tensors = load_file(str(directory / "state.safetensors"))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    for key, value in meta["scalars"].items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return int(meta["epoch"]), list(meta["losses"])
+
+
+def evaluate(model: torch.nn.Module, test: TriplesFactory, filter_with: list[TriplesFactory], *,
+             max_triples: int | None, batch_size: int, seed: int, progress: bool) -> dict[str, float]:
+    """Filtered (realistic) MRR and Hits@1/3/10 over head and tail prediction."""
+    mapped = test.mapped_triples
+    if max_triples is not None and len(mapped) > max_triples:
+        gen = torch.Generator().manual_seed(seed)
+        mapped = mapped[torch.randperm(len(mapped), generator=gen)[:max_triples]]
+    evaluator = RankBasedEvaluator(filtered=True)
+    result = evaluator.evaluate(model, mapped, batch_size=batch_size, use_tqdm=progress,
+                                additional_filter_triples=[f.mapped_triples for f in filter_with])
+    metrics = {"mrr": result.get_metric("both.realistic.inverse_harmonic_mean_rank"),
+               **{f"hits@{k}": result.get_metric(f"both.realistic.hits_at_{k}") for k in (1, 3, 10)}}
+    metrics["num_test_triples"] = len(mapped)
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
+    """Split, (extract paths,) train, evaluate and export; resumes from ``OUT/checkpoint`` when possible."""
+    snapshot = Snapshot.load(config.kg)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    train, valid, test = split_snapshot(snapshot, config.split, config.seed)
+    log.info("split %s: train %d, valid %d, test %d", snapshot.path, train.num_triples, valid.num_triples,
+             test.num_triples)
+    paths, path_seconds, path_stats = None, 0.0, {}
+    if config.model == "ptranse":
+        t0 = time.perf_counter()
+        paths = extract_paths(train.mapped_triples.numpy(), snapshot.num_entities, snapshot.num_relations,
+                              max_length=config.path_max_length, max_paths=config.path_max_per_triple,
+                              threshold=config.path_threshold, progress=config.progress)
+        path_seconds = time.perf_counter() - t0
+        path_stats = {"paths": paths.num_paths, "coverage": paths.coverage(),
+                      "mean_paths_per_covered_triple": paths.num_paths / max(1, (paths.reliability > 0).any(1).sum())}
+        log.info("PCRA: %d paths, %.1f%% of training triples covered, %.1f s", paths.num_paths,
+                 100 * paths.coverage(), path_seconds)
+    model = build_model(config, train, paths).to(device)
+    optimizer = torch.optim.Adam(model.get_grad_params(), lr=config.lr)
+    loop_cls = PTransETrainingLoop if config.model == "ptranse" else SLCWATrainingLoop
+    loop = loop_cls(model=model, triples_factory=train, optimizer=optimizer, negative_sampler="basic",
+                    negative_sampler_kwargs={"num_negs_per_pos": config.num_negs_per_pos})
+    fingerprint = f"{snapshot.checksum}:{config.model_dump_json(exclude={'out', 'resume', 'progress', 'epochs'})}"
+    start, losses = 0, []
+    if config.resume and (restored := load_checkpoint(config.out / "checkpoint", model, loop.optimizer, fingerprint)):
+        start, losses = restored
+        loop._epoch = start
+        log.info("resumed from epoch %d", start)
+    epoch_seconds: list[float] = []
+    bar = tqdm(range(start + 1, config.epochs + 1), desc=f"training {config.model}", unit="epoch",
+               disable=not config.progress, initial=start, total=config.epochs)
+    for epoch in bar:
+        torch.manual_seed(config.seed + epoch)
+        t0 = time.perf_counter()
+        epoch_losses = loop.train(triples_factory=train, num_epochs=epoch, batch_size=config.batch_size,
+                                  continue_training=epoch > 1, use_tqdm=False, use_tqdm_batch=False)
+        epoch_seconds.append(time.perf_counter() - t0)
+        losses.append(float(epoch_losses[-1]))
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
+            save_checkpoint(config.out / "checkpoint", model, loop.optimizer, epoch, losses, fingerprint)
+    metrics = evaluate(model, test, [train, valid], max_triples=config.eval_max_triples,
+                       batch_size=config.eval_batch_size, seed=config.seed, progress=config.progress)
+    seconds_per_epoch = float(np.mean(epoch_seconds)) if epoch_seconds else float("nan")
+    log.info("%s: MRR %.4f, Hits@10 %.4f, %.1f s/epoch", config.model, metrics["mrr"], metrics["hits@10"],
+             seconds_per_epoch)
+    result = EmbeddingResult(config, metrics, seconds_per_epoch, path_seconds, path_stats, losses, config.out)
+    export(model, snapshot, result, split_sizes=(train.num_triples, valid.num_triples, test.num_triples))
+    return result
+
+
+def export(model: torch.nn.Module, snapshot: Snapshot, result: EmbeddingResult,
+           split_sizes: tuple[int, int, int]) -> None:
+    """Write embeddings.safetensors, metadata.json and metrics.json into ``result.out`` (each atomically)."""
+    tensors = {"entity": model.entity_representations[0](indices=None).detach().float().cpu().contiguous(),
+               "relation": model.relation_representations[0](indices=None).detach().float().cpu().contiguous()}
+    if isinstance(model, TransR):
+        projection = model.relation_representations[1](indices=None).detach().float().cpu()
+        tensors["relation_projection"] = projection.reshape(snapshot.num_relations, -1).contiguous()
+    config = result.config
+    metadata = {
+        "format_version": FORMAT_VERSION, "model": config.model, "dim": config.dim,
+        "relation_dim": int(tensors["relation"].shape[1]), "epochs": config.epochs, "seed": config.seed,
+        "snapshot_checksum": snapshot.checksum, "num_entities": snapshot.num_entities,
+        "num_relations": snapshot.num_relations, "split": dict(zip(("train", "valid", "test"), split_sizes)),
+        "metrics": result.metrics, "seconds_per_epoch": result.seconds_per_epoch,
+        "path_seconds": result.path_seconds, "path_stats": result.path_stats,
+        "config": json.loads(config.model_dump_json()),
+    }
+    out = result.out
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "embeddings.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"snapshot_checksum": snapshot.checksum, "model": config.model})
+    atomic_write_text(out / "metadata.json", json.dumps(metadata, ensure_ascii=False, indent=2))
+    atomic_write_text(out / "metrics.json", json.dumps(result.metrics, indent=2))
+
+
+@dataclass
+class KGEmbeddings:
+    """Exported embeddings: ``entity [E, d]`` row i = snapshot entity id i."""
+
+    entity: torch.Tensor
+    relation: torch.Tensor
+    metadata: dict[str, Any]
+
+    @classmethod
+    def load(cls, directory: Path, *, snapshot_checksum: str | None = None) -> "KGEmbeddings":
+        """Load an export; with ``snapshot_checksum`` refuse one made for another snapshot."""
+        directory = Path(directory)
+        meta_path = directory / "metadata.json"
+        if not meta_path.is_file():
+            raise SnapshotError(f"{directory}: no metadata.json; not a kgmrc embeddings export")
+        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+        if snapshot_checksum is not None and metadata["snapshot_checksum"] != snapshot_checksum:
+            raise SnapshotError(
+                f"{directory}: embeddings were trained on snapshot {metadata['snapshot_checksum'][:12]}…, "
+                f"not on {snapshot_checksum[:12]}…; retrain them on this snapshot")
+        tensors = load_file(str(directory / "embeddings.safetensors"))
+        if tensors["entity"].shape[0] != metadata["num_entities"]:
+            raise SnapshotError(f"{directory}: entity matrix has {tensors['entity'].shape[0]} rows, metadata says "
+                                f"{metadata['num_entities']}")
+        return cls(entity=tensors["entity"], relation=tensors["relation"], metadata=metadata)

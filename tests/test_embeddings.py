@@ -1,0 +1,86 @@
+"""KG embeddings: PCRA reliabilities by hand, path composition, training/export/resume, snapshot checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from kg.embeddings import EmbeddingConfig, KGEmbeddings, split_snapshot, train_embeddings
+from kg.pcra import PAD, extract_paths
+from kg.ptranse import PTransE
+from kg.snapshot import Snapshot, SnapshotError
+
+A, B, C, D = range(4)
+R0, R1, R2 = range(3)
+HAND_KG = np.array([[A, R0, B], [A, R0, C], [B, R1, D], [C, R1, D], [A, R2, D], [A, R1, B]])
+
+
+def paths_of(paths, triple) -> dict[tuple[int, int], float]:
+    (i,) = np.flatnonzero((paths.triples == triple).all(axis=1))
+    return {tuple(int(s) for s in st): round(float(r), 6)
+            for st, r in zip(paths.steps[i], paths.reliability[i]) if r > 0}
+
+
+def test_pcra_reliabilities_match_hand_computation() -> None:
+    paths = extract_paths(HAND_KG, 4, 3, threshold=0.0, progress=False)
+    # A→D: A -r0-> {B, C} (½ each) -r1-> D (all of it): 1.0; A -r1-> B -r1-> D: 1.0. Own edge r2 excluded.
+    assert paths_of(paths, [A, R2, D]) == {(R0, R1): 1.0, (R1, R1): 1.0}
+    # A→B: the 1-step path r1 (A's only r1 successor is B): 1.0; A -r2-> D -r1⁻¹-> {B, C}: ½.
+    assert paths_of(paths, [A, R0, B]) == {(R1, PAD): 1.0, (R2, R1 + 3): 0.5}
+    # B→D: B -r0⁻¹-> A -r2-> D: 1.0 · 1.0; B -r1⁻¹-> A -r2-> D: 1.0 · 1.0.
+    assert paths_of(paths, [B, R1, D]) == {(R0 + 3, R2): 1.0, (R1 + 3, R2): 1.0}
+    # The threshold drops weak paths; max_paths keeps the most reliable.
+    strict = extract_paths(HAND_KG, 4, 3, threshold=0.6, progress=False)
+    assert paths_of(strict, [A, R0, B]) == {(R1, PAD): 1.0}
+    assert paths_of(extract_paths(HAND_KG, 4, 3, threshold=0.0, max_paths=1, progress=False),
+                    [A, R0, B]) == {(R1, PAD): 1.0}
+    one_step = extract_paths(HAND_KG, 4, 3, max_length=1, threshold=0.0, progress=False)
+    assert paths_of(one_step, [A, R2, D]) == {}
+
+
+def test_path_composition_adds_relations_and_subtracts_reverses() -> None:
+    from pykeen.triples import TriplesFactory
+
+    tf = TriplesFactory(mapped_triples=torch.as_tensor(HAND_KG), entity_to_id={c: i for i, c in enumerate("ABCD")},
+                        relation_to_id={"r0": 0, "r1": 1, "r2": 2})
+    paths = extract_paths(HAND_KG, 4, 3, threshold=0.0, progress=False)
+    model = PTransE(triples_factory=tf, embedding_dim=5, paths=paths, random_seed=0)
+    rel = model.relation_representations[0](indices=None)
+    composed = model.compose(torch.tensor([[R0, R1 + 3], [R2, PAD]]))
+    torch.testing.assert_close(composed[0], rel[R0] - rel[R1])
+    torch.testing.assert_close(composed[1], rel[R2])
+    loss = model.path_loss(torch.as_tensor(HAND_KG))
+    assert loss.item() > 0
+    loss.backward()
+    assert model.relation_representations[0]._embeddings.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("model", ["transe", "transr", "ptranse"])
+def test_train_export_round_trip_and_resume(sample_snapshot: Path, tmp_path: Path, model: str) -> None:
+    snap = Snapshot.load(sample_snapshot)
+    config = EmbeddingConfig(kg=sample_snapshot, out=tmp_path / model, model=model, dim=16, epochs=1,
+                             batch_size=128, progress=False)
+    first = train_embeddings(config)
+    assert len(first.losses) == 1 and set(first.metrics) >= {"mrr", "hits@1", "hits@3", "hits@10"}
+    assert 0 <= first.metrics["mrr"] <= 1
+    resumed = train_embeddings(config.model_copy(update={"epochs": 2}))
+    assert len(resumed.losses) == 2 and resumed.losses[0] == first.losses[0]
+    emb = KGEmbeddings.load(tmp_path / model, snapshot_checksum=snap.checksum)
+    assert emb.entity.shape == (snap.num_entities, 16) and emb.entity.dtype == torch.float32
+    assert emb.relation.shape[0] == snap.num_relations
+    assert emb.metadata["model"] == model and emb.metadata["epochs"] == 2
+    assert json.loads((tmp_path / model / "metrics.json").read_text())["mrr"] == emb.metadata["metrics"]["mrr"]
+    with pytest.raises(SnapshotError, match="retrain"):
+        KGEmbeddings.load(tmp_path / model, snapshot_checksum="0" * 64)
+
+
+def test_split_is_fixed_by_seed(sample_snapshot: Path) -> None:
+    snap = Snapshot.load(sample_snapshot)
+    a = [f.mapped_triples for f in split_snapshot(snap, (0.8, 0.1, 0.1), 7)]
+    b = [f.mapped_triples for f in split_snapshot(snap, (0.8, 0.1, 0.1), 7)]
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert sum(len(x) for x in a) == len(snap.triples)
