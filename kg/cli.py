@@ -28,6 +28,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("neo4j").setLevel(logging.WARNING)
+    logging.getLogger("torch_max_mem").setLevel(logging.ERROR)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -49,7 +49,7 @@ class EmbeddingConfig(BaseModel):
     relation_dim: int | None = Field(None, description="TransR relation space (default: dim)")
     epochs: int = Field(50, ge=1)
     batch_size: int = Field(1024, ge=1)
-    lr: float = Field(0.01, gt=0)
+    lr: float = Field(0.001, gt=0, description="Adam learning rate")
     margin: float = Field(1.0, gt=0)
     norm: int = Field(1, ge=1, le=2, description="L1 or L2 distance")
     num_negs_per_pos: int = Field(1, ge=1)

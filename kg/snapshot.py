@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from kg.io import atomic_path, sha256_files
+from kg.records import Attribute, Triple
 from kg.store import GraphStore
 
 log = logging.getLogger(__name__)
@@ -130,42 +132,62 @@ def export_snapshot(store: GraphStore, out: Path, *, progress: bool = True, sour
     """Write the store's graph as a snapshot directory at ``out`` (atomically); returns the manifest."""
     start = time.perf_counter()
     entities: dict[str, str | None] = {}
-    for row in tqdm(store.stream_values("MATCH (e:Entity) RETURN e.name, e.type"),
-                    desc="export entities", unit="ent", disable=not progress):
-        entities[row[0]] = row[1]
+    for name, typ in tqdm(store.stream_values("MATCH (e:Entity) RETURN e.name, e.type"),
+                          desc="export entities", unit="ent", disable=not progress):
+        entities[name] = typ
+    triples = tqdm(store.stream_values("MATCH (h:Entity)-[r:REL]->(t:Entity) RETURN h.name, r.name, t.name"),
+                   desc="export triples", unit="tri", disable=not progress)
+    attributes = store.stream_values("MATCH (e:Entity)-[:HAS_ATTRIBUTE]->(a:Attribute) RETURN e.name, a.key, a.value")
+    manifest = write_snapshot(out, entities, triples, attributes, source=source)
+    log.info("exported snapshot %s (%d entities, %d triples) in %.1f s", out, manifest["counts"]["entities"],
+             manifest["counts"]["triples"], time.perf_counter() - start)
+    return manifest
+
+
+def snapshot_from_records(records: Iterable[Triple | Attribute], out: Path, *, source: str = "") -> dict[str, Any]:
+    """Write a snapshot straight from reader records, without a graph store (small KGs, tests)."""
+    entities: dict[str, str | None] = {}
+    triples: list[tuple[str, str, str]] = []
+    attributes: list[tuple[str, str, str]] = []
+    for rec in records:
+        if isinstance(rec, Triple):
+            for name, typ in ((rec.head, rec.head_type), (rec.tail, rec.tail_type)):
+                entities[name] = typ or entities.get(name)
+            triples.append((rec.head, rec.relation, rec.tail))
+        else:
+            entities[rec.entity] = rec.entity_type or entities.get(rec.entity)
+            attributes.append((rec.entity, rec.key, rec.value))
+    return write_snapshot(out, entities, triples, attributes, source=source)
+
+
+def write_snapshot(out: Path, entities: dict[str, str | None], triples: Iterable[Sequence[str]],
+                   attributes: Iterable[Sequence[str]], *, source: str = "") -> dict[str, Any]:
+    """Assign ids (entities and relations in name order), write the files and manifest atomically."""
     names = sorted(entities)
     eid = {n: i for i, n in enumerate(names)}
-    raw_triples: list[tuple[int, str, int]] = []
-    for h, r, t in tqdm(store.stream_values("MATCH (h:Entity)-[r:REL]->(t:Entity) RETURN h.name, r.name, t.name"),
-                        desc="export triples", unit="tri", disable=not progress):
-        raw_triples.append((eid[h], r, eid[t]))
+    raw_triples = [(eid[h], r, eid[t]) for h, r, t in triples]
     relations = sorted({r for _, r, _ in raw_triples})
     rid = {r: i for i, r in enumerate(relations)}
-    triples = sorted((h, rid[r], t) for h, r, t in raw_triples)
-    attributes = sorted(
-        (eid[e], k, v) for e, k, v in store.stream_values(
-            "MATCH (e:Entity)-[:HAS_ATTRIBUTE]->(a:Attribute) RETURN e.name, a.key, a.value")
-    )
+    id_triples = sorted((h, rid[r], t) for h, r, t in raw_triples)
+    id_attributes = sorted((eid[e], k, v) for e, k, v in attributes)
     with atomic_path(out) as tmp:
         tmp.mkdir()
         _write_tsv(tmp / "entities.tsv", ("id", "name", "type"),
                    (f"{i}\t{escape(n)}\t{escape(entities[n] or '')}" for i, n in enumerate(names)))
         _write_tsv(tmp / "relations.tsv", ("id", "name"), (f"{i}\t{escape(r)}" for i, r in enumerate(relations)))
-        _write_tsv(tmp / "triples.tsv", ("head", "relation", "tail"), (f"{h}\t{r}\t{t}" for h, r, t in triples))
+        _write_tsv(tmp / "triples.tsv", ("head", "relation", "tail"), (f"{h}\t{r}\t{t}" for h, r, t in id_triples))
         _write_tsv(tmp / "attributes.tsv", ("entity", "key", "value"),
-                   (f"{e}\t{escape(k)}\t{escape(v)}" for e, k, v in attributes))
+                   (f"{e}\t{escape(k)}\t{escape(v)}" for e, k, v in id_attributes))
         manifest = {
             "format_version": FORMAT_VERSION,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "source": source,
-            "counts": {"entities": len(names), "relations": len(relations), "triples": len(triples),
-                       "attributes": len(attributes)},
+            "counts": {"entities": len(names), "relations": len(relations), "triples": len(id_triples),
+                       "attributes": len(id_attributes)},
             "files": {f: sha256_files([tmp / f]) for f in FILES},
             "checksum": sha256_files([tmp / f for f in FILES]),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
-    log.info("exported snapshot %s (%d entities, %d triples) in %.1f s", out, len(names), len(triples),
-             time.perf_counter() - start)
     return manifest
 
 

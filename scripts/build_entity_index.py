@@ -1,0 +1,69 @@
+#!/usr/bin/env python
+"""Build the entity index (exact table, jieba user dictionary, FAISS n-gram and optional dense indexes).
+
+Examples:
+  python scripts/build_entity_index.py --kg kg_store/snapshot --dicts ../shared/data/dicts --out idx/
+  python scripts/build_entity_index.py --kg kg_store/snapshot --out idx/ --dense-encoder ../shared/models/m3e-small
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kg.cli import ConfigError, add_common_args, build_config, setup_logging
+from kg.snapshot import Snapshot, SnapshotError
+from retrieval.index import IndexConfig, build_index
+
+log = logging.getLogger("build_entity_index")
+
+
+class BuildIndexConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kg: Path = Field(description="snapshot directory")
+    out: Path = Field(description="index directory")
+    index: IndexConfig = Field(default_factory=IndexConfig)
+
+
+def expand_dicts(paths: list[Path]) -> list[Path]:
+    """Directories stand for the term lists inside them (*.txt, *.spo, *.tsv)."""
+    out: list[Path] = []
+    for p in paths:
+        out.extend(sorted(q for q in p.iterdir() if q.suffix in {".txt", ".spo", ".tsv"}) if p.is_dir() else [p])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kg", type=Path, help="snapshot directory")
+    p.add_argument("--out", type=Path, help="index directory")
+    p.add_argument("--dicts", nargs="+", type=Path, help="term-list files or directories")
+    p.add_argument("--dense-encoder", help="Hugging Face encoder (name or path) for the dense name index")
+    p.add_argument("--language", choices=["auto", "zh", "en"])
+    p.add_argument("--no-progress", action="store_true")
+    add_common_args(p)
+    args = p.parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        config = build_config(BuildIndexConfig, args, {
+            "kg": args.kg, "out": args.out, "index.dicts": expand_dicts(args.dicts) if args.dicts else None,
+            "index.dense_encoder": args.dense_encoder, "index.language": args.language,
+            "index.progress": False if args.no_progress else None})
+        index = build_index(Snapshot.load(config.kg), config.index, config.out)
+    except (ConfigError, SnapshotError, OSError) as err:
+        log.error("%s", err)
+        return 2
+    print(json.dumps({"out": str(config.out), "entities": len(index.names), "language": index.language,
+                      "typed": sum(t is not None for t in index.types), "dense": index.dense is not None},
+                     ensure_ascii=False, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
