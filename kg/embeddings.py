@@ -26,6 +26,7 @@ from pykeen.triples import TriplesFactory
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from kg.checkpoint import load_checkpoint, save_checkpoint
 from kg.io import atomic_path, atomic_write_text
 from kg.pcra import PathSet, extract_paths
 from kg.ptranse import PTransE, PTransETrainingLoop
@@ -112,55 +113,6 @@ def build_model(config: EmbeddingConfig, train: TriplesFactory, paths: PathSet |
     return PTransE(paths=paths, path_margin=config.margin, path_weight=config.path_weight, **common)
 
 
-def _state_tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """Model and optimizer state as flat tensors (safetensors) plus the non-tensor rest (JSON)."""
-    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    opt = optimizer.state_dict()
-    scalars: dict[str, Any] = {}
-    for pid, state in opt["state"].items():
-        for name, value in state.items():
-            if torch.is_tensor(value):
-                tensors[f"optim.{pid}.{name}"] = value.detach().contiguous().cpu()
-            else:
-                scalars[f"{pid}.{name}"] = value
-    return tensors, {"param_groups": opt["param_groups"], "scalars": scalars}
-
-
-def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
-                    losses: list[float], fingerprint: str) -> None:
-    """Write ``directory`` atomically: state.safetensors + state.json (no pickle anywhere)."""
-    tensors, rest = _state_tensors(model, optimizer)
-    with atomic_path(directory) as tmp:
-        tmp.mkdir()
-        save_file(tensors, str(tmp / "state.safetensors"))
-        (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "losses": losses, "fingerprint": fingerprint,
-                                                    **rest}), encoding="utf-8")
-
-
-def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    fingerprint: str) -> tuple[int, list[float]] | None:
-    """Restore model and optimizer from ``directory``; None when absent or made with another config."""
-    meta_path = directory / "state.json"
-    if not meta_path.exists():
-        return None
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta["fingerprint"] != fingerprint:
-        log.warning("checkpoint in %s was made with another config or snapshot; starting afresh", directory)
-        return None
-    tensors = load_file(str(directory / "state.safetensors"))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, pid, name = key.split(".", 2)
-            state.setdefault(int(pid), {})[name] = value
-    for key, value in meta["scalars"].items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    return int(meta["epoch"]), list(meta["losses"])
-
-
 def evaluate(model: torch.nn.Module, test: TriplesFactory, filter_with: list[TriplesFactory], *,
              max_triples: int | None, batch_size: int, seed: int, progress: bool) -> dict[str, float]:
     """Filtered (realistic) MRR and Hits@1/3/10 over head and tail prediction."""
@@ -204,7 +156,7 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
     fingerprint = f"{snapshot.checksum}:{config.model_dump_json(exclude={'out', 'resume', 'progress', 'epochs'})}"
     start, losses = 0, []
     if config.resume and (restored := load_checkpoint(config.out / "checkpoint", model, loop.optimizer, fingerprint)):
-        start, losses = restored
+        start, losses = restored["epoch"], restored["losses"]
         loop._epoch = start
         log.info("resumed from epoch %d", start)
     epoch_seconds: list[float] = []
@@ -219,7 +171,8 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
         losses.append(float(epoch_losses[-1]))
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
-            save_checkpoint(config.out / "checkpoint", model, loop.optimizer, epoch, losses, fingerprint)
+            save_checkpoint(config.out / "checkpoint", model, loop.optimizer, fingerprint,
+                            {"epoch": epoch, "losses": losses})
     metrics = evaluate(model, test, [train, valid], max_triples=config.eval_max_triples,
                        batch_size=config.eval_batch_size, seed=config.seed, progress=config.progress)
     seconds_per_epoch = float(np.mean(epoch_seconds)) if epoch_seconds else float("nan")

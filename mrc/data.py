@@ -117,8 +117,8 @@ def _align(context: str, answer: dict[str, Any], qid: str, path: Path, policy: s
     except (TypeError, ValueError) as err:
         raise DataError(f"{path}: question {qid}: answer_start {answer.get('answer_start')!r} is not a number") from err
     if 0 <= start and context[start:start + len(text)] == text:
-        return Answer(text=text, start=start)
-    where = [i for i in _occurrences(context, text)]
+        return _trimmed(text, start)
+    where = _occurrences(context, text)
     if policy == "strict" or not where:
         if policy == "strict":
             raise DataError(f"{path}: question {qid}: answer {text!r} at {start} is outside the context"
@@ -126,7 +126,15 @@ def _align(context: str, answer: dict[str, Any], qid: str, path: Path, policy: s
         report.answers_dropped += 1
         return None
     report.answers_realigned += 1
-    return Answer(text=text, start=min(where, key=lambda i: abs(i - start)))
+    return _trimmed(text, min(where, key=lambda i: abs(i - start)))
+
+
+def _trimmed(text: str, start: int) -> Answer | None:
+    """The answer without surrounding whitespace (full-width spaces included), start moved accordingly."""
+    stripped = text.strip()
+    if not stripped:
+        return None
+    return Answer(text=stripped, start=start + len(text) - len(text.lstrip()))
 
 
 def _occurrences(context: str, text: str) -> list[int]:

@@ -1,0 +1,160 @@
+"""Multi-task MRC models: any Hugging Face encoder + span head + support-sentence head.
+
+Baseline (the paper's "BERT base" multi-task row), with H = encoder(question, passage) ∈ ℝ^{L×d}:
+    o = H;  start/end = softmax over w₁·o, w₂·o (context tokens and [CLS]);  p_support_i = σ(w_s·o_i)
+    L = L_A + λ·L_S,   L_A = ½(CE(start) + CE(end)),   L_S = BCE(p_support, support labels)   (λ fixed)
+Subclasses change ``represent`` (o from H) and ``support_weight`` (λ); see ``fusion.cmedbert``.
+
+Model directories are self-contained: ``config.json`` (encoder), ``kgmrc_config.json`` (model type and
+settings), ``model.safetensors`` and the tokenizer files.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+from kg.io import atomic_path
+
+KGMRC_CONFIG = "kgmrc_config.json"
+WEIGHTS = "model.safetensors"
+
+
+class ModelConfig(BaseModel):
+    """Settings saved with a model. ``fusion`` holds the CMedBERT settings (unused by the baseline)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_type: str = "baseline"
+    support_weight: float = Field(1.0, ge=0, description="λ of the baseline (fixed)")
+    dropout: float = Field(0.1, ge=0, lt=1)
+    fusion: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass
+class MRCOutput:
+    start_logits: torch.Tensor
+    end_logits: torch.Tensor
+    support_logits: torch.Tensor
+    loss: torch.Tensor | None = None
+    answer_loss: torch.Tensor | None = None
+    support_loss: torch.Tensor | None = None
+    support_weight: torch.Tensor | None = None
+    details: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class BaselineMRC(nn.Module):
+    """Encoder + span head + support head, trained with L = L_A + λ·L_S."""
+
+    model_type: ClassVar[str] = "baseline"
+
+    def __init__(self, encoder: nn.Module, config: ModelConfig) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.config = config
+        hidden = encoder.config.hidden_size
+        self.dropout = nn.Dropout(config.dropout)
+        self.span = nn.Linear(self.output_size(hidden), 2)
+        self.support = nn.Linear(self.output_size(hidden), 1)
+
+    def output_size(self, hidden: int) -> int:
+        """Width of the representation o fed to the heads."""
+        return hidden
+
+    def attach_inputs(self, features: list[Any], examples: list[Any], tokenizer: Any) -> None:
+        """Add model-specific inputs to ``features[i].extra`` (none for the baseline)."""
+
+    def represent(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        """o from the encoder states H (identity for the baseline)."""
+        return hidden, {}
+
+    def support_weight(self, o: torch.Tensor, hidden: torch.Tensor, start_logits: torch.Tensor,
+                       end_logits: torch.Tensor, support_logits: torch.Tensor,
+                       batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """λ of L = L_A + λ·L_S (fixed for the baseline)."""
+        return o.new_tensor(self.config.support_weight)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
+                context_mask: torch.Tensor, start_positions: torch.Tensor | None = None,
+                end_positions: torch.Tensor | None = None, support_labels: torch.Tensor | None = None,
+                **extra: torch.Tensor) -> MRCOutput:
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
+                 "context_mask": context_mask, **extra}
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+        o, details = self.represent(hidden, batch)
+        o = self.dropout(o)
+        start_logits, end_logits = self.span(o).unbind(-1)
+        answerable = context_mask.clone()
+        answerable[:, 0] = True  # [CLS] = "not in this window"
+        neg = torch.finfo(start_logits.dtype).min
+        start_logits = start_logits.masked_fill(~answerable, neg)
+        end_logits = end_logits.masked_fill(~answerable, neg)
+        support_logits = self.support(o).squeeze(-1)
+        out = MRCOutput(start_logits, end_logits, support_logits, details=details)
+        if start_positions is not None and end_positions is not None:
+            ce = nn.functional.cross_entropy
+            out.answer_loss = 0.5 * (ce(start_logits, start_positions) + ce(end_logits, end_positions))
+            out.support_loss = support_logits.new_zeros(())
+            if support_labels is not None and (labelled := support_labels != -100).any():
+                out.support_loss = nn.functional.binary_cross_entropy_with_logits(
+                    support_logits[labelled], support_labels[labelled].to(support_logits.dtype))
+            out.support_weight = self.support_weight(o, hidden, start_logits, end_logits, support_logits, batch)
+            out.loss = out.answer_loss + out.support_weight * out.support_loss
+        return out
+
+
+def model_class(model_type: str) -> type[BaselineMRC]:
+    """The registry of model families (``--model-type``)."""
+    if model_type == "baseline":
+        return BaselineMRC
+    if model_type == "cmedbert":
+        from fusion.cmedbert import CMedBERT
+
+        return CMedBERT
+    raise ValueError(f"unknown model type {model_type!r}; choose baseline or cmedbert")
+
+
+def build_model(encoder: str | Path, config: ModelConfig, **kwargs: Any) -> BaselineMRC:
+    """A fresh model on a pretrained encoder (Hugging Face name or path)."""
+    return model_class(config.model_type)(AutoModel.from_pretrained(str(encoder)), config, **kwargs)
+
+
+def save_model(model: BaselineMRC, tokenizer: Any, out: Path, extra_json: dict[str, Any] | None = None) -> None:
+    """Write a self-contained model directory atomically (safetensors weights, no pickle)."""
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        model.encoder.config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS))
+        payload = {"config": json.loads(model.config.model_dump_json()), **(extra_json or {})}
+        (tmp / KGMRC_CONFIG).write_text(json.dumps(payload, ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+def read_model_json(path: Path) -> dict[str, Any]:
+    file = Path(path) / KGMRC_CONFIG
+    if not file.is_file():
+        raise FileNotFoundError(f"{path}: not a kgmrc model directory (no {KGMRC_CONFIG})")
+    return json.loads(file.read_text(encoding="utf-8"))
+
+
+def load_model(path: Path, **kwargs: Any) -> tuple[BaselineMRC, Any, dict[str, Any]]:
+    """(model, tokenizer, kgmrc_config.json contents) from a directory written by :func:`save_model`."""
+    payload = read_model_json(path)
+    config = ModelConfig.model_validate(payload["config"])
+    encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(path)))
+    model = model_class(config.model_type)(encoder, config, **kwargs)
+    missing, unexpected = model.load_state_dict(load_file(str(Path(path) / WEIGHTS)), strict=False)
+    if unexpected or [k for k in missing if not k.endswith("position_ids")]:
+        raise ValueError(f"{path}: weights do not fit a {config.model_type} model "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model, AutoTokenizer.from_pretrained(str(path)), payload

@@ -1,0 +1,112 @@
+"""From window logits to answers and support sentences (kept apart from the model, as in HF ``run_qa``).
+
+Answer: over all windows of an example, the n-best start/end token pairs (end ≥ start, inside the passage,
+at most ``max_answer_length`` characters) scored by start_logit + end_logit; the best one's characters.
+Support: p̄_s = mean support probability of the passage tokens of sentence s (over every window that sees
+them). Predicted support = the sentences holding the answer ∪ {s : p̄_s ≥ τ}; τ is tuned on validation.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from mrc.data import Example, sentence_of, sentence_spans
+from mrc.features import Feature
+from mrc.metrics import em_f1, support_text
+
+
+@dataclass
+class Prediction:
+    answer: str
+    score: float
+    start: int
+    end: int
+    sentence_probs: list[float]
+    answer_sentences: list[int]
+    support_sentences: list[int] = field(default_factory=list)
+    support: str = ""
+    nbest: list[dict[str, object]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def postprocess(examples: Sequence[Example], features: Sequence[Feature], start_logits: Sequence[np.ndarray],
+                end_logits: Sequence[np.ndarray], support_probs: Sequence[np.ndarray], *, n_best: int = 20,
+                max_answer_length: int = 100, support_threshold: float = 0.5) -> dict[str, Prediction]:
+    """Predictions keyed by question id (every example gets one, possibly empty)."""
+    by_example: dict[int, list[int]] = defaultdict(list)
+    for i, f in enumerate(features):
+        by_example[f.example_index].append(i)
+    out = {}
+    for ex_index, ex in enumerate(examples):
+        candidates = []
+        char_probs: dict[int, list[float]] = defaultdict(list)
+        for i in by_example.get(ex_index, []):
+            f, s_log, e_log, probs = features[i], start_logits[i], end_logits[i], support_probs[i]
+            for j, o in enumerate(f.offsets):
+                if o is not None and o[1] > o[0]:
+                    char_probs[o[0]].append(float(probs[j]))
+            top_s = np.argsort(s_log)[::-1][:n_best]
+            top_e = np.argsort(e_log)[::-1][:n_best]
+            for s in top_s:
+                for e in top_e:
+                    if e < s or f.offsets[s] is None or f.offsets[e] is None:
+                        continue
+                    a, b = f.offsets[s][0], f.offsets[e][1]
+                    if b - a > max_answer_length or b <= a:
+                        continue
+                    candidates.append((float(s_log[s] + e_log[e]), a, b))
+        spans = sentence_spans(ex.context)
+        sentence_probs = []
+        for a, b in spans:
+            values = [p for c in range(a, b) for p in char_probs.get(c, ())]
+            sentence_probs.append(float(np.mean(values)) if values else 0.0)
+        if candidates:
+            candidates.sort(key=lambda c: -c[0])
+            score, a, b = candidates[0]
+            answer_sentences = sorted({sentence_of(spans, a), sentence_of(spans, b - 1)})
+        else:
+            score, a, b, answer_sentences = float("-inf"), 0, 0, []
+        seen, nbest = set(), []
+        for sc, x, y in candidates:
+            if (x, y) not in seen:
+                seen.add((x, y))
+                nbest.append({"text": ex.context[x:y], "score": round(sc, 4), "start": x, "end": y})
+            if len(nbest) == n_best:
+                break
+        pred = Prediction(ex.context[a:b], score, a, b, sentence_probs, answer_sentences, nbest=nbest)
+        select_support(pred, ex.context, support_threshold)
+        out[ex.id] = pred
+    return out
+
+
+def select_support(pred: Prediction, context: str, threshold: float) -> None:
+    """Set the support sentences and text of ``pred`` for threshold τ."""
+    chosen = set(pred.answer_sentences) | {i for i, p in enumerate(pred.sentence_probs) if p >= threshold}
+    pred.support_sentences = sorted(chosen)
+    pred.support = support_text(context, pred.support_sentences)
+
+
+def tune_support_threshold(examples: Sequence[Example], predictions: dict[str, Prediction],
+                           grid: Sequence[float] = tuple(np.round(np.arange(0.1, 1.01, 0.05), 2))) -> float:
+    """τ maximising mean support F1 on ``examples`` (ties: the higher τ); predictions are updated with it."""
+    labelled = [ex for ex in examples if ex.support is not None and ex.id in predictions]
+    if not labelled:
+        return 0.5
+    best_tau, best_f1 = 1.0, -1.0
+    for tau in sorted(grid, reverse=True):
+        f1 = 0.0
+        for ex in labelled:
+            select_support(predictions[ex.id], ex.context, tau)
+            f1 += em_f1(predictions[ex.id].support, [support_text(ex.context, ex.support)])[1]
+        if f1 > best_f1 + 1e-9:
+            best_tau, best_f1 = float(tau), f1
+    for ex in examples:
+        if ex.id in predictions:
+            select_support(predictions[ex.id], ex.context, best_tau)
+    return best_tau

@@ -1,0 +1,289 @@
+"""Training and evaluation of MRC models: one entry point, ``train_mrc(config)``.
+
+Data: training files (CMedMRC or SQuAD layout), optionally split by passage (never by question) into train and
+held-out parts, which are written to OUT as SQuAD-layout JSON. Each epoch: train, evaluate on the held-out part,
+tune the support threshold, keep the best model (``OUT/best``) by answer F1; ``OUT/checkpoint`` allows resuming.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm.auto import tqdm
+
+from kg.checkpoint import load_checkpoint, save_checkpoint
+from kg.embeddings import resolve_device
+from kg.io import atomic_write_text
+from mrc.data import Example, read_dataset
+from mrc.features import IGNORE, Feature, FeatureConfig, prepare_features
+from mrc.metrics import evaluate_predictions
+from mrc.model import BaselineMRC, ModelConfig, build_model, load_model, save_model
+from mrc.postprocess import Prediction, postprocess, tune_support_threshold
+
+log = logging.getLogger(__name__)
+
+
+class TrainConfig(BaseModel):
+    """``scripts/train_mrc.py`` settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    encoder: str = Field("../shared/models/m3e-small", description="Hugging Face encoder name or path")
+    init_from: Path | None = Field(None, description="start from this kgmrc model directory (intermediate training)")
+    train: list[Path] = Field(default_factory=list)
+    validation: Path | None = None
+    split_by_passage: float | None = Field(None, gt=0, lt=1, description="train share of the passages")
+    out: Path = Path("runs/mrc")
+    seed: int = 1
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    epochs: int = Field(2, ge=0)
+    batch_size: int = Field(8, ge=1)
+    eval_batch_size: int = Field(16, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(5e-5, gt=0)
+    head_lr: float | None = Field(None, description="learning rate of the non-encoder parameters (default lr)")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    negative_windows: float = Field(1.0, ge=0, le=1, description="share of answerless windows kept for training")
+    max_answer_length: int = Field(100, ge=1, description="characters")
+    n_best: int = 20
+    support_threshold: float = 0.5
+    max_train_examples: int | None = None
+    device: str = "auto"
+    resume: bool = True
+    progress: bool = True
+    answer_policy: Literal["repair", "strict"] = "repair"
+
+
+@dataclass
+class TrainResult:
+    best_metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    out: Path
+
+
+def split_by_passage(examples: list[Example], train_share: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Shuffle passages with ``seed``; the first ``train_share`` of them (and all their questions) train."""
+    passages = sorted({e.passage_id for e in examples})
+    random.Random(seed).shuffle(passages)
+    train_ids = set(passages[: round(train_share * len(passages))])
+    return [e for e in examples if e.passage_id in train_ids], [e for e in examples if e.passage_id not in train_ids]
+
+
+def write_squad(examples: Sequence[Example], path: Path) -> None:
+    """Examples as a SQuAD-layout file (CMedMRC fields kept: 1-based support, question/context types)."""
+    paragraphs: dict[str, dict[str, Any]] = {}
+    for e in examples:
+        para = paragraphs.setdefault(e.passage_id, {"id": e.passage_id, "context": e.context, "qas": []})
+        qa: dict[str, Any] = {"id": e.id, "question": e.question,
+                              "answers": [{"text": a.text, "answer_start": a.start} for a in e.answers]}
+        if e.support is not None:
+            qa["support sentence"] = ",".join(str(s + 1) for s in e.support)
+        for key, value in (("question type", e.question_type), ("context type", e.context_type)):
+            if value:
+                qa[key] = value
+        para["qas"].append(qa)
+    data = {"version": "kgmrc", "data": [{"title": pid, "paragraphs": [p]} for pid, p in paragraphs.items()]}
+    atomic_write_text(path, json.dumps(data, ensure_ascii=False))
+
+
+def collate(features: Sequence[Feature], pad_id: int, with_labels: bool) -> dict[str, torch.Tensor]:
+    """Pad a batch to its longest window. Model-specific ``extra`` arrays are padded with -1."""
+    n = max(len(f.input_ids) for f in features)
+    batch: dict[str, Any] = {
+        "input_ids": torch.full((len(features), n), pad_id, dtype=torch.long),
+        "token_type_ids": torch.zeros((len(features), n), dtype=torch.long),
+        "attention_mask": torch.zeros((len(features), n), dtype=torch.long),
+        "context_mask": torch.zeros((len(features), n), dtype=torch.bool),
+    }
+    for i, f in enumerate(features):
+        m = len(f.input_ids)
+        batch["input_ids"][i, :m] = torch.tensor(f.input_ids)
+        batch["token_type_ids"][i, :m] = torch.tensor(f.token_type_ids)
+        batch["attention_mask"][i, :m] = 1
+        batch["context_mask"][i, :m] = torch.tensor([o is not None for o in f.offsets])
+    for key in features[0].extra:
+        arrays = [np.asarray(f.extra[key]) for f in features]
+        padded = np.full((len(features), n, *arrays[0].shape[1:]), -1, dtype=arrays[0].dtype)
+        for i, a in enumerate(arrays):
+            padded[i, : len(a)] = a
+        batch[key] = torch.from_numpy(padded)
+    if with_labels:
+        batch["start_positions"] = torch.tensor([f.start for f in features])
+        batch["end_positions"] = torch.tensor([f.end for f in features])
+        support = torch.full((len(features), n), IGNORE, dtype=torch.long)
+        for i, f in enumerate(features):
+            support[i, : len(f.support)] = torch.tensor(f.support)
+        batch["support_labels"] = support
+    return batch
+
+
+@torch.no_grad()
+def predict_features(model: BaselineMRC, features: Sequence[Feature], pad_id: int, batch_size: int,
+                     device: torch.device, progress: bool = False) -> tuple[list, list, list, list]:
+    """Per window: start logits, end logits, support probabilities and model details (numpy, unpadded)."""
+    model.eval()
+    starts, ends, supports, details = [], [], [], []
+    for i in tqdm(range(0, len(features), batch_size), desc="predicting", disable=not progress):
+        chunk = features[i:i + batch_size]
+        batch = {k: v.to(device) for k, v in collate(chunk, pad_id, with_labels=False).items()}
+        out = model(**batch)
+        for j, f in enumerate(chunk):
+            m = len(f.input_ids)
+            starts.append(out.start_logits[j, :m].float().cpu().numpy())
+            ends.append(out.end_logits[j, :m].float().cpu().numpy())
+            supports.append(torch.sigmoid(out.support_logits[j, :m]).float().cpu().numpy())
+            details.append({k: v[j].float().cpu().numpy() for k, v in out.details.items()})
+    return starts, ends, supports, details
+
+
+def evaluate_model(model: BaselineMRC, tokenizer: Any, examples: list[Example], features: list[Feature], *,
+                   config: TrainConfig, device: torch.device, support_threshold: float | None = None
+                   ) -> tuple[dict[str, Any], dict[str, Prediction], float]:
+    """(metrics, predictions, τ): τ is tuned on ``examples`` unless ``support_threshold`` is given."""
+    starts, ends, supports, _ = predict_features(model, features, tokenizer.pad_token_id, config.eval_batch_size,
+                                                 device, config.progress)
+    predictions = postprocess(examples, features, starts, ends, supports, n_best=config.n_best,
+                              max_answer_length=config.max_answer_length,
+                              support_threshold=support_threshold if support_threshold is not None else 0.5)
+    tau = support_threshold if support_threshold is not None else tune_support_threshold(examples, predictions)
+    metrics = evaluate_predictions(examples, {k: p.as_dict() for k, p in predictions.items()})
+    metrics["support_threshold"] = tau
+    return metrics, predictions, tau
+
+
+def load_examples(config: TrainConfig) -> tuple[list[Example], list[Example]]:
+    examples = [e for path in config.train for e in read_dataset(path, answer_policy=config.answer_policy)]
+    if config.validation is not None:
+        held_out = read_dataset(config.validation, answer_policy=config.answer_policy)
+        train = examples
+    elif config.split_by_passage is not None:
+        train, held_out = split_by_passage(examples, config.split_by_passage, config.seed)
+    else:
+        train, held_out = examples, []
+    if config.max_train_examples is not None:
+        train = train[: config.max_train_examples]
+    return train, held_out
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up to 1, then linear decay to 0."""
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def train_mrc(config: TrainConfig) -> TrainResult:
+    """Train, evaluate every epoch, keep the best model; resumable from ``OUT/checkpoint``."""
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    train_examples, held_out = load_examples(config)
+    write_squad(train_examples, out / "train.json")
+    if held_out:
+        write_squad(held_out, out / "held_out.json")
+    log.info("train: %d questions on %d passages; held out: %d questions", len(train_examples),
+             len({e.passage_id for e in train_examples}), len(held_out))
+    if config.init_from is not None:
+        model, tokenizer, _ = load_model(config.init_from)
+        if model.config.model_type != config.model.model_type:
+            raise ValueError(f"--init-from {config.init_from} is a {model.config.model_type} model, "
+                             f"not {config.model.model_type}")
+    else:
+        from transformers import AutoTokenizer
+
+        model, tokenizer = build_model(config.encoder, config.model), AutoTokenizer.from_pretrained(config.encoder)
+    model.to(device)
+    train_features = prepare_features(train_examples, tokenizer, config.features)
+    rng = random.Random(config.seed)
+    train_features = [f for f in train_features if f.has_answer or rng.random() < config.negative_windows]
+    held_features = prepare_features(held_out, tokenizer, config.features) if held_out else []
+    model.attach_inputs(train_features, train_examples, tokenizer)
+    model.attach_inputs(held_features, held_out, tokenizer)
+
+    head_lr = config.head_lr or config.lr
+    groups = [  # encoder weights (decayed), encoder biases/norms (not decayed), task layers
+        {"params": [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("encoder.")
+                    and p.ndim > 1], "lr": config.lr, "weight_decay": config.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("encoder.")
+                    and p.ndim <= 1], "lr": config.lr, "weight_decay": 0.0},
+        {"params": [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("encoder.")],
+         "lr": head_lr, "weight_decay": config.weight_decay},
+    ]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    steps_per_epoch = math.ceil(len(train_features) / (config.batch_size * config.grad_accum))
+    total_steps = steps_per_epoch * config.epochs
+    warmup = int(config.warmup_ratio * total_steps)
+    fingerprint = config.model_dump_json(exclude={"epochs", "resume", "progress", "out", "device"})
+    start_epoch, step, history, best = 0, 0, [], None
+    if config.resume and (state := load_checkpoint(out / "checkpoint", model, optimizer, fingerprint)):
+        start_epoch, step, history, best = state["epoch"], state["step"], state["history"], state["best"]
+        log.info("resumed from epoch %d (step %d)", start_epoch, step)
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+        model.train()
+        order = list(range(len(train_features)))
+        random.Random(config.seed * 1000 + epoch).shuffle(order)
+        t0 = time.perf_counter()
+        losses: dict[str, list[float]] = {"loss": [], "answer": [], "support": [], "lambda": []}
+        bar = tqdm(range(0, len(order), config.batch_size), desc=f"epoch {epoch}/{config.epochs}",
+                   disable=not config.progress)
+        for k, i in enumerate(bar):
+            batch = collate([train_features[j] for j in order[i:i + config.batch_size]], tokenizer.pad_token_id,
+                            with_labels=True)
+            output = model(**{key: v.to(device) for key, v in batch.items()})
+            (output.loss / config.grad_accum).backward()
+            losses["loss"].append(output.loss.item())
+            losses["answer"].append(output.answer_loss.item())
+            losses["support"].append(output.support_loss.item())
+            losses["lambda"].append(float(output.support_weight))
+            if (k + 1) % config.grad_accum == 0 or i + config.batch_size >= len(order):
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                factor = _lr_factor(step, total_steps, warmup)
+                for group, base in zip(optimizer.param_groups, base_lrs):
+                    group["lr"] = base * factor
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+            bar.set_postfix(loss=f"{np.mean(losses['loss'][-20:]):.3f}")
+        record: dict[str, Any] = {"epoch": epoch, "seconds": round(time.perf_counter() - t0, 1),
+                                  **{f"train_{k}": round(float(np.mean(v)), 4) for k, v in losses.items() if v}}
+        if held_out:
+            metrics, predictions, tau = evaluate_model(model, tokenizer, held_out, held_features, config=config,
+                                                       device=device)
+            record["validation"] = metrics
+            log.info("epoch %d: EM %.2f F1 %.2f support EM %.2f F1 %.2f (τ=%.2f)", epoch,
+                     metrics["overall"].get("em", 0), metrics["overall"].get("f1", 0),
+                     metrics["overall"].get("support_em", 0), metrics["overall"].get("support_f1", 0), tau)
+            if best is None or metrics["overall"]["f1"] > best["overall"]["f1"]:
+                best = metrics
+                save_model(model, tokenizer, out / "best", {"support_threshold": tau, "features": json.loads(
+                    config.features.model_dump_json()), "max_answer_length": config.max_answer_length})
+                atomic_write_text(out / "predictions.json", json.dumps(
+                    {k: p.as_dict() for k, p in predictions.items()}, ensure_ascii=False, indent=1))
+        history.append(record)
+        save_checkpoint(out / "checkpoint", model, optimizer, fingerprint,
+                        {"epoch": epoch, "step": step, "history": history, "best": best})
+        atomic_write_text(out / "metrics.json", json.dumps({"best": best, "history": history}, ensure_ascii=False,
+                                                           indent=2))
+    if not held_out:
+        save_model(model, tokenizer, out / "best", {"support_threshold": config.support_threshold,
+                                                    "features": json.loads(config.features.model_dump_json()),
+                                                    "max_answer_length": config.max_answer_length})
+    return TrainResult(best_metrics=best or {}, history=history, out=out)

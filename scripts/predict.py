@@ -1,0 +1,66 @@
+#!/usr/bin/env python
+"""Answer one question about one passage with a trained kgmrc model.
+
+Example:
+  python scripts/predict.py --model runs/base1/best --question "..." --passage "..." [--plot out.png] [--json]
+Prints the answer, the support sentence(s), the score, the n-best list and, for CMedBERT, the linked entities
+with their attention weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from kg.cli import setup_logging
+from kg.embeddings import resolve_device
+from mrc.model import load_model
+from mrc.predict import plot_probabilities, predict_one
+
+log = logging.getLogger("predict")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--question", required=True)
+    p.add_argument("--passage", help="passage text (or --passage-file)")
+    p.add_argument("--passage-file", type=Path)
+    p.add_argument("--plot", type=Path, help="write the start/end probability plot here (PNG)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--log-level", default="WARNING")
+    args = p.parse_args(argv)
+    setup_logging(args.log_level)
+    passage = args.passage or (args.passage_file.read_text(encoding="utf-8") if args.passage_file else None)
+    if not passage or not passage.strip() or not args.question.strip():
+        p.error("need a non-empty --question and --passage (or --passage-file)")
+    try:
+        model, tokenizer, saved = load_model(args.model)
+    except (FileNotFoundError, ValueError) as err:
+        log.error("%s", err)
+        return 2
+    device = resolve_device(args.device)
+    model.to(device)
+    result = predict_one(model, tokenizer, saved, args.question, passage, device)
+    if args.plot:
+        plot_probabilities(result, args.plot)
+    if args.json:
+        keys = ("answer", "score", "start", "end", "support", "support_sentences", "nbest", "entities")
+        print(json.dumps({k: result[k] for k in keys}, ensure_ascii=False, indent=2))
+        return 0
+    print(f"answer:  {result['answer']}  (score {result['score']:.3f})")
+    print(f"support: {result['support']}")
+    for e in result["entities"]:
+        print(f"entity:  {e['span']} → {e['entity']} ({e.get('type') or '-'}, {e['rule']}) "
+              f"local attention {e['attention']:.3f}")
+    if args.plot:
+        print(f"plot:    {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

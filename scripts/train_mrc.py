@@ -1,0 +1,91 @@
+#!/usr/bin/env python
+"""Train an MRC model (baseline multi-task or CMedBERT), evaluating on held-out passages every epoch.
+
+Examples:
+  python scripts/train_mrc.py --model-type baseline --encoder ../shared/models/m3e-small \\
+      --train ../shared/data/cmedmrc/dev.json --split-by-passage 0.8 --seed 1 --out runs/base1
+  python scripts/train_mrc.py --train ../shared/data/cmrc2018/cmrc2018_dev.json --epochs 2 --out runs/cmrc
+  python scripts/train_mrc.py --init-from runs/cmrc/best --train ../shared/data/cmedmrc/dev.json \\
+      --split-by-passage 0.8 --out runs/base2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from kg.cli import ConfigError, add_common_args, build_config, setup_logging
+from kg.snapshot import SnapshotError
+from mrc.data import DataError
+from mrc.train import TrainConfig, train_mrc
+
+log = logging.getLogger("train_mrc")
+
+
+def add_fusion_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("CMedBERT (--model-type cmedbert)")
+    g.add_argument("--index", type=Path, help="entity index directory (build_entity_index.py)")
+    g.add_argument("--embeddings", type=Path, help="KG embeddings directory (train_kg_embeddings.py)")
+    g.add_argument("--tune-entities", action="store_true", help="fine-tune the entity embeddings")
+    g.add_argument("--no-local", action="store_true", help="ablation: no local (token→entities) attention")
+    g.add_argument("--no-global", action="store_true", help="ablation: no global ([CLS]→entities) attention")
+    g.add_argument("--no-dynamic-lambda", action="store_true", help="ablation: fixed λ instead of dynamic λ")
+    g.add_argument("--loops", type=int, help="gated-loop iterations L")
+
+
+def fusion_flags(args: argparse.Namespace) -> dict[str, object]:
+    return {"model.fusion.index": str(args.index) if args.index else None,
+            "model.fusion.embeddings": str(args.embeddings) if args.embeddings else None,
+            "model.fusion.tune_entities": args.tune_entities or None,
+            "model.fusion.local": False if args.no_local else None,
+            "model.fusion.global_": False if args.no_global else None,
+            "model.fusion.dynamic_lambda": False if args.no_dynamic_lambda else None,
+            "model.fusion.loops": args.loops}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model-type", choices=["baseline", "cmedbert"])
+    p.add_argument("--encoder", help="Hugging Face encoder name or path")
+    p.add_argument("--init-from", type=Path, help="kgmrc model directory to start from")
+    p.add_argument("--train", nargs="+", type=Path, help="training files (SQuAD / CMedMRC layout)")
+    p.add_argument("--validation", type=Path, help="validation file (instead of --split-by-passage)")
+    p.add_argument("--split-by-passage", type=float, help="train share of passages; the rest is held out")
+    p.add_argument("--out", type=Path, help="run directory")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--max-seq-length", type=int)
+    p.add_argument("--doc-stride", type=int)
+    p.add_argument("--support-weight", type=float, help="λ of the baseline")
+    p.add_argument("--device", help="auto (default), cpu, cuda")
+    p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    add_fusion_args(p)
+    add_common_args(p)
+    args = p.parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        config = build_config(TrainConfig, args, {
+            "model.model_type": args.model_type, "encoder": args.encoder, "init_from": args.init_from,
+            "train": args.train, "validation": args.validation, "split_by_passage": args.split_by_passage,
+            "out": args.out, "seed": args.seed, "epochs": args.epochs, "batch_size": args.batch_size,
+            "lr": args.lr, "features.max_seq_length": args.max_seq_length, "features.doc_stride": args.doc_stride,
+            "model.support_weight": args.support_weight, "device": args.device,
+            "resume": False if args.no_resume else None, "progress": False if args.no_progress else None,
+            **fusion_flags(args)})
+        result = train_mrc(config)
+    except (ConfigError, DataError, SnapshotError, ValueError) as err:
+        log.error("%s", err)
+        return 2
+    print(json.dumps({"out": str(result.out), "best": result.best_metrics.get("overall")}, ensure_ascii=False,
+                     indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
