@@ -65,3 +65,20 @@ def sample_snapshot(store_endpoint: dict[str, object], tmp_path_factory: pytest.
         export_snapshot(graph, out, progress=False)
         graph.clear()
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random BERT with the shared Chinese vocabulary, saved as a Hugging Face directory."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(str(shared_path("models", "m3e-small")))
+    out = tmp_path_factory.mktemp("tiny_encoder")
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=128, max_position_embeddings=256)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -1,0 +1,142 @@
+"""MRC pipeline: metrics by hand, reader errors and repairs, windows, a tiny model that overfits, CLIs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, shared_path
+from mrc.data import DataError, ReadReport, parse_support, read_dataset, sentence_spans
+from mrc.features import FeatureConfig, prepare_features, recover_answer
+from mrc.metrics import cmrc_em_f1, cmrc_tokens, em_f1, evaluate_predictions, squad_em_f1
+from mrc.train import TrainConfig, split_by_passage, train_mrc
+
+SAMPLE = ROOT / "examples" / "sample_mrc.json"
+
+
+def test_cmrc_metric_by_hand() -> None:
+    assert cmrc_tokens("CT检查，显示 ok!") == ["ct", "检", "查", "显", "示", "ok"]
+    assert cmrc_em_f1("多饮、多尿。", "多饮多尿") == (1.0, 1.0)
+    em, f1 = cmrc_em_f1("北京大学", "北京大学附属医院")  # LCS 4: P = 1, R = 1/2
+    assert em == 0.0 and f1 == pytest.approx(2 / 3)
+    assert cmrc_em_f1("尿多", "多尿")[1] == pytest.approx(0.5)  # substring, not bag of characters
+    assert cmrc_em_f1("", "多尿") == (0.0, 0.0)
+    assert em_f1("百万分之一", ["约百万分之一", "百万分之一"]) == (1.0, 1.0)
+
+
+def test_squad_metric_by_hand() -> None:
+    assert squad_em_f1("The Cat!", "cat") == (1.0, 1.0)
+    assert squad_em_f1("cat sat", "a cat sat on the mat")[1] == pytest.approx(2 * 1 * 0.5 / 1.5)
+    assert em_f1("cat sat", ["dog", "cat sat on mat"])[1] == pytest.approx(2 / 3)
+
+
+def test_evaluate_predictions_by_type_and_support() -> None:
+    examples = read_dataset(SAMPLE)
+    preds = {e.id: {"answer": e.answers[0].text, "support": ""} for e in examples}
+    first = examples[0]
+    preds[first.id] = {"answer": "错误", "support": sentence_spans(first.context) and
+                       first.context[slice(*sentence_spans(first.context)[first.support[0]])]}
+    report = evaluate_predictions(examples, preds)
+    n = len(examples)
+    assert report["overall"]["em"] == pytest.approx(100 * (n - 1) / n, abs=1e-3)
+    assert report["overall"]["support_em"] == pytest.approx(100 / n, abs=1e-3)
+    assert set(report["by_question_type"]) == {"How", "Number", "What", "When", "Why"}
+    assert report["by_context_type"]["药物"]["em"] == 100.0
+    assert evaluate_predictions(examples, {})["missing_predictions"] == n
+
+
+def test_support_labels_parsed_repaired_and_reported() -> None:
+    assert parse_support("21,22") == [20, 21] and parse_support(7.0) == [6] and parse_support("x") is None
+    report = ReadReport()
+    examples = read_dataset(shared_path("data", "cmedmrc", "dev.json"), report=report)
+    assert len(examples) == 1199 and len({e.passage_id for e in examples}) == 301
+    assert report.support == {"kept": 935, "repaired": 264}
+    dropped = ReadReport()
+    read_dataset(shared_path("data", "cmedmrc", "dev.json"), support_policy="drop", report=dropped)
+    assert dropped.support == {"kept": 935, "dropped": 264}
+
+
+def test_bad_files_give_clear_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"data": [', encoding="utf-8")
+    with pytest.raises(DataError, match="invalid JSON at line 1"):
+        read_dataset(bad)
+    para = {"context": "糖尿病患者多尿。", "qas": [{"id": "Q9", "question": "症状？"}]}
+    bad.write_text(json.dumps({"data": [{"paragraphs": [para]}]}), encoding="utf-8")
+    with pytest.raises(DataError, match="question Q9: missing field 'answers'"):
+        read_dataset(bad)
+    para["qas"][0]["answers"] = [{"text": "高血压", "answer_start": 2}]
+    bad.write_text(json.dumps({"data": [{"paragraphs": [para]}]}), encoding="utf-8")
+    with pytest.raises(DataError, match="question Q9: answer '高血压' at 2 is outside the context"):
+        read_dataset(bad, answer_policy="strict")
+    report = ReadReport()
+    (example,) = read_dataset(bad, report=report)
+    assert example.answers == [] and report.answers_dropped == 1 and example.gold_texts == ["高血压"]
+    para["qas"][0]["answers"] = [{"text": "多尿", "answer_start": 0}]  # misaligned: realigned to 5
+    bad.write_text(json.dumps({"data": [{"paragraphs": [para]}]}), encoding="utf-8")
+    (example,) = read_dataset(bad)
+    assert example.answers[0].start == 5
+
+
+def test_every_training_answer_is_recoverable_from_its_window_labels() -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(shared_path("models", "m3e-small")))
+    examples = read_dataset(shared_path("data", "cmedmrc", "dev.json"))
+    features = prepare_features(examples, tokenizer, FeatureConfig(max_seq_length=256, doc_stride=64))
+    with_answer = [f for f in features if f.has_answer]
+    assert {f.example_index for f in with_answer} == set(range(len(examples)))
+    mismatched = []
+    for f in with_answer:
+        ex = examples[f.example_index]
+        text = recover_answer(f, ex.context)
+        a = ex.answers[0]
+        boundary_inside_token = any(o and (o[0] < a.start < o[1] or o[0] < a.end < o[1]) for o in f.offsets)
+        if boundary_inside_token:  # e.g. "1.2" inside the word piece "1.2cm": the token span covers it
+            assert a.text in text
+            mismatched.append(ex.id)
+        else:
+            assert text == a.text, ex.id
+    assert len(set(mismatched)) <= 0.01 * len(examples)
+    assert all(s in (0, 1, -100) for f in features for s in f.support)
+
+
+def test_split_by_passage_never_splits_a_passage() -> None:
+    examples = read_dataset(shared_path("data", "cmedmrc", "dev.json"))
+    train, held = split_by_passage(examples, 0.8, seed=1)
+    assert not {e.passage_id for e in train} & {e.passage_id for e in held}
+    assert len(train) + len(held) == len(examples)
+    assert split_by_passage(examples, 0.8, seed=1)[1] == held
+
+
+def test_tiny_model_overfits_and_resumes(tiny_encoder: Path, tmp_path: Path) -> None:
+    config = TrainConfig(encoder=str(tiny_encoder), train=[SAMPLE], validation=SAMPLE, out=tmp_path / "run",
+                         epochs=12, batch_size=4, lr=3e-3, warmup_ratio=0.0, progress=False, seed=3,
+                         features=FeatureConfig(max_seq_length=160, doc_stride=64))
+    result = train_mrc(config)
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < 0.5 * losses[0]
+    ems = [h["validation"]["overall"]["em"] for h in result.history]
+    assert max(ems) >= 50 and max(ems) > ems[0]
+    best = tmp_path / "run" / "best"
+    assert {p.name for p in best.iterdir()} >= {"config.json", "kgmrc_config.json", "model.safetensors",
+                                               "tokenizer.json"}
+    resumed = train_mrc(config.model_copy(update={"epochs": 13}))
+    assert len(resumed.history) == 13 and resumed.history[:12] == result.history
+    # The CLIs: score the saved model, score its predictions file, predict one question.
+    run = [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--data", str(SAMPLE), "--log-level", "WARNING"]
+    by_model = json.loads(subprocess.run(run + ["--model", str(best)], capture_output=True, text=True,
+                                         check=True).stdout)
+    by_file = json.loads(subprocess.run(run + ["--predictions", str(tmp_path / "run" / "predictions.json")],
+                                        capture_output=True, text=True, check=True).stdout)
+    assert by_model["overall"]["em"] == by_file["overall"]["em"] == result.best_metrics["overall"]["em"]
+    ex = read_dataset(SAMPLE)[1]
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), "--model", str(best), "--question",
+                          ex.question, "--passage", ex.context, "--json", "--plot", str(tmp_path / "p.png")],
+                         capture_output=True, text=True, check=True)
+    answer = json.loads(out.stdout)
+    assert answer["answer"] and answer["support"] and (tmp_path / "p.png").stat().st_size > 1000
