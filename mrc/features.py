@@ -35,6 +35,7 @@ class Feature:
     token_type_ids: list[int]
     offsets: list[tuple[int, int] | None]
     sequence_ids: list[int | None]
+    token_offsets: list[tuple[int, int]] = field(default_factory=list)  # every token, in its own segment
     start: int = 0
     end: int = 0
     support: list[int] = field(default_factory=list)
@@ -58,7 +59,8 @@ def prepare_features(examples: list[Example], tokenizer: Any, config: FeatureCon
         ex = examples[example_index]
         seq_ids = enc.sequence_ids(i)
         offsets = [tuple(o) if s == 1 else None for o, s in zip(enc["offset_mapping"][i], seq_ids)]
-        feat = Feature(example_index, enc["input_ids"][i], enc["token_type_ids"][i], offsets, seq_ids)
+        feat = Feature(example_index, enc["input_ids"][i], enc["token_type_ids"][i], offsets, seq_ids,
+                       [tuple(o) for o in enc["offset_mapping"][i]])
         if ex.answers:
             feat.start, feat.end = _answer_tokens(offsets, ex.answers[0].start, ex.answers[0].end)
         feat.support = _support_labels(offsets, ex)

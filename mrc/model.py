@@ -69,6 +69,11 @@ class BaselineMRC(nn.Module):
         """Width of the representation o fed to the heads."""
         return hidden
 
+    @classmethod
+    def from_state(cls, encoder: nn.Module, config: ModelConfig, state: dict[str, torch.Tensor]) -> "BaselineMRC":
+        """An instance shaped to receive ``state`` (the saved weights)."""
+        return cls(encoder, config)
+
     def attach_inputs(self, features: list[Any], examples: list[Any], tokenizer: Any) -> None:
         """Add model-specific inputs to ``features[i].extra`` (none for the baseline)."""
 
@@ -88,6 +93,8 @@ class BaselineMRC(nn.Module):
                 **extra: torch.Tensor) -> MRCOutput:
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
                  "context_mask": context_mask, **extra}
+        if support_labels is not None:
+            batch["support_labels"] = support_labels
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                               token_type_ids=token_type_ids).last_hidden_state
         o, details = self.represent(hidden, batch)
@@ -147,13 +154,14 @@ def read_model_json(path: Path) -> dict[str, Any]:
     return json.loads(file.read_text(encoding="utf-8"))
 
 
-def load_model(path: Path, **kwargs: Any) -> tuple[BaselineMRC, Any, dict[str, Any]]:
+def load_model(path: Path) -> tuple[BaselineMRC, Any, dict[str, Any]]:
     """(model, tokenizer, kgmrc_config.json contents) from a directory written by :func:`save_model`."""
     payload = read_model_json(path)
     config = ModelConfig.model_validate(payload["config"])
     encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(path)))
-    model = model_class(config.model_type)(encoder, config, **kwargs)
-    missing, unexpected = model.load_state_dict(load_file(str(Path(path) / WEIGHTS)), strict=False)
+    state = load_file(str(Path(path) / WEIGHTS))
+    model = model_class(config.model_type).from_state(encoder, config, state)
+    missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if not k.endswith("position_ids")]:
         raise ValueError(f"{path}: weights do not fit a {config.model_type} model "
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

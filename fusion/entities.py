@@ -1,0 +1,110 @@
+"""Entity inputs of CMedBERT: link questions and passages once, align links to every window's tokens.
+
+``EntityInputs.attach`` sets ``feature.extra["entity_ids"]`` ([L, K], -1 = none) for every window. The arrays
+are cached under ``cache_dir`` keyed by the index checksum, the linker settings, K, and the exact windows (token
+ids and offsets, hence dataset file, tokenizer and window settings), so training never links twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kg.io import atomic_path
+from retrieval.align import token_entity_ids
+from retrieval.index import EntityIndex
+from retrieval.linker import EntityLinker, Link, LinkerConfig
+
+log = logging.getLogger(__name__)
+
+
+class EntityInputs:
+    def __init__(self, fusion: Any) -> None:
+        self.config = fusion
+        self.index = EntityIndex.load(fusion.index)
+        self.linker_config = LinkerConfig.model_validate(fusion.linker)
+        self._linker: EntityLinker | None = None
+        self.cache_dir = Path(fusion.cache_dir) if fusion.cache_dir else Path(fusion.index) / "cache"
+
+    @property
+    def linker(self) -> EntityLinker:
+        if self._linker is None:
+            self._linker = EntityLinker(self.index, self.linker_config)
+        return self._linker
+
+    def _key(self, features: list[Any], examples: list[Any]) -> str:
+        h = hashlib.sha256()
+        h.update(self.index.snapshot_checksum.encode())
+        h.update(self.linker_config.model_dump_json().encode())
+        h.update(str(self.config.entities_per_token).encode())
+        for f in features:
+            ex = examples[f.example_index]
+            h.update(ex.question.encode() + b"\0" + ex.context.encode() + b"\0")
+            h.update(np.asarray(f.input_ids, dtype=np.int64).tobytes())
+            h.update(np.asarray(f.token_offsets, dtype=np.int64).tobytes())
+        return h.hexdigest()[:32]
+
+    def attach(self, features: list[Any], examples: list[Any]) -> None:
+        if not features:
+            return
+        k = self.config.entities_per_token
+        path = self.cache_dir / f"entities-{self._key(features, examples)}.npz"
+        if path.exists():
+            with np.load(path, allow_pickle=False) as cached:
+                ids, lengths = cached["ids"], cached["lengths"]
+            log.info("entity inputs from cache %s", path)
+        else:
+            links = self.link_examples(examples)
+            arrays = [token_entity_ids(f.token_offsets, f.sequence_ids, links[f.example_index], k)[0]
+                      for f in features]
+            ids = np.concatenate(arrays)
+            lengths = np.asarray([len(a) for a in arrays])
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, ids=ids, lengths=lengths)
+        for f, chunk in zip(features, np.split(ids, np.cumsum(lengths)[:-1])):
+            f.extra["entity_ids"] = chunk
+        covered = float((ids >= 0).any(axis=1).mean()) if len(ids) else 0.0
+        log.info("entity inputs: %d windows, %.1f%% of tokens carry an entity", len(features), 100 * covered)
+
+    def link_examples(self, examples: list[Any]) -> list[dict[int, list[Link]]]:
+        """{segment: links} per example: 0 = question, 1 = passage (each distinct text linked once)."""
+        texts = sorted({t for ex in examples for t in (ex.question, ex.context)})
+        linked = dict(zip(texts, self.linker.link_many(texts)))
+        return [{0: linked[ex.question], 1: linked[ex.context]} for ex in examples]
+
+    def describe(self, feature: Any, details: dict[str, np.ndarray], question: str, passage: str
+                 ) -> list[dict[str, Any]]:
+        """The window's links with mean local attention over their tokens and global attention from [CLS]."""
+        links = self.link_examples([_Pair(question, passage)])[0]
+        ids = feature.extra["entity_ids"]
+        alpha = details.get("local_attention")
+        beta = details.get("global_attention")
+        window = [int(x) for x in details.get("window_entity_ids", [])]
+        out = []
+        for segment, seg_links in links.items():
+            text = question if segment == 0 else passage
+            for link in seg_links:
+                tokens = [j for j, (o, s) in enumerate(zip(feature.token_offsets, feature.sequence_ids))
+                          if s == segment and o[1] > o[0] and o[0] < link.end and o[1] > link.start]
+                weights = [float(alpha[j][list(ids[j]).index(link.entity_id)]) for j in tokens
+                           if alpha is not None and link.entity_id in ids[j]]
+                if not weights:
+                    continue
+                out.append({"segment": "question" if segment == 0 else "passage", "span": text[link.start:link.end],
+                            "start": link.start, "end": link.end, "entity": link.entity, "type": link.type,
+                            "rule": link.rule, "score": link.score, "token_indexes": tokens,
+                            "attention": round(float(np.mean(weights)), 4),
+                            "global_attention": round(float(beta[window.index(link.entity_id)]), 4)
+                            if beta is not None and link.entity_id in window else None})
+        return out
+
+
+class _Pair:
+    def __init__(self, question: str, context: str) -> None:
+        self.question, self.context = question, context
+
