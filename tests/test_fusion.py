@@ -1,0 +1,163 @@
+"""CMedBERT fusion: shapes and masks, gradients, masked-entity behaviour, dynamic λ, CLI with ablations."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+
+from conftest import ROOT
+from fusion.cmedbert import CMedBERT
+from fusion.layers import DynamicLambda, GlobalEntityAttention, LocalEntityAttention, masked_softmax
+from mrc.model import ModelConfig
+
+SAMPLE_QA = ROOT / "examples" / "sample_mrc.json"
+
+
+def tiny_model(num_entities: int = 20, d_e: int = 8, **fusion: object) -> CMedBERT:
+    torch.manual_seed(0)
+    encoder = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=32, max_position_embeddings=64))
+    config = ModelConfig(model_type="cmedbert", fusion={"loops": 2, **fusion})
+    return CMedBERT(encoder, config, entity_matrix=torch.randn(num_entities, d_e))
+
+
+def batch(entity_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    b, n = entity_ids.shape[:2]
+    torch.manual_seed(1)
+    context = torch.zeros(b, n, dtype=torch.bool)
+    context[:, n // 2:] = True
+    support = torch.full((b, n), -100)
+    support[:, n // 2:] = 0
+    support[:, -3:] = 1
+    return {"input_ids": torch.randint(1, 50, (b, n)), "attention_mask": torch.ones(b, n, dtype=torch.long),
+            "token_type_ids": (context).long(), "context_mask": context, "entity_ids": entity_ids,
+            "start_positions": torch.full((b,), n - 3), "end_positions": torch.full((b,), n - 2),
+            "support_labels": support}
+
+
+def test_masked_softmax_and_attention_shapes_without_nan() -> None:
+    scores = torch.randn(2, 3, 4)
+    mask = torch.tensor([True, False, True, False]).expand(2, 3, 4).clone()
+    mask[1, 2] = False  # a token with no entity at all
+    w = masked_softmax(scores, mask)
+    assert torch.allclose(w[0].sum(-1), torch.ones(3)) and (w[1, 2] == 0).all() and not w.isnan().any()
+    local = LocalEntityAttention(16, 8)
+    e_bar, alpha = local(torch.randn(2, 3, 16), torch.randn(2, 3, 4, 8), mask)
+    assert e_bar.shape == (2, 3, 8) and alpha.shape == (2, 3, 4) and (e_bar[1, 2] == 0).all()
+    glob = GlobalEntityAttention(16, 8)
+    e_hat, beta = glob(torch.randn(2, 16), torch.randn(2, 5, 8), torch.zeros(2, 5, dtype=torch.bool))
+    assert (e_hat == 0).all() and (beta == 0).all()
+
+
+def test_model_shapes_masks_and_gradients_reach_every_fusion_parameter() -> None:
+    model = tiny_model(lambda_grad=True, tune_entities=True)
+    ids = torch.full((2, 12, 3), -1)
+    ids[0, 7, :2] = torch.tensor([3, 5])
+    ids[1, 9, 0] = 11
+    ids[:, 0] = 4  # [CLS] carries an entity too: global attention sees it
+    out = model(**batch(ids))
+    assert out.start_logits.shape == (2, 12) and out.support_logits.shape == (2, 12)
+    assert not any(t.isnan().any() for t in (out.start_logits, out.end_logits, out.support_logits, out.loss))
+    assert out.details["local_attention"].shape == (2, 12, 3)
+    assert 0 <= out.support_weight.item() <= 1
+    out.loss.backward()
+    fusion_parts = ("local_attention", "global_attention", "gate", "merge", "dynamic_lambda", "entity_embeddings")
+    for name, param in model.named_parameters():
+        if name.startswith(fusion_parts):
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_all_entities_masked_equals_the_empty_kg_path() -> None:
+    """Masked entities contribute nothing: outputs equal those with any other entity table, and the local
+    and global summaries are exactly zero (the gated loop then runs on h alone)."""
+    model = tiny_model().eval()
+    b = batch(torch.full((2, 12, 3), -1))
+    ref = model(**b)
+    model.entity_embeddings.weight.data[:-1].normal_()
+    again = model(**b)
+    assert torch.equal(ref.start_logits, again.start_logits) and torch.equal(ref.support_logits, again.support_logits)
+    no_fusion = tiny_model(local=False, global_=False).eval()
+    no_fusion.load_state_dict(model.state_dict())
+    assert torch.allclose(no_fusion(**b).start_logits, ref.start_logits)
+
+
+def test_dynamic_lambda_is_in_unit_interval_and_zero_for_negative_cosine() -> None:
+    lam = DynamicLambda(16)
+    context = torch.ones(3, 10, dtype=torch.bool)
+    labels = torch.zeros(3, 10, dtype=torch.long)
+    labels[:, 4:6] = 1
+    logits = [torch.randn(3, 10) for _ in range(3)]
+    value, per_window = lam(torch.randn(3, 10, 16), *logits, context, labels)
+    assert ((per_window >= 0) & (per_window <= 1)).all() and 0 <= value <= 1
+    # H_A = σ(·) is positive; support states that are all negative give cos < 0, hence λ = 0.
+    value, per_window = lam(-torch.rand(3, 10, 16) - 0.1, *logits, context, labels)
+    assert value.item() == 0 and (per_window == 0).all()
+    # Windows without gold support tokens get λ = 0.
+    value, _ = lam(torch.rand(3, 10, 16), *logits, context, torch.zeros(3, 10, dtype=torch.long))
+    assert value.item() == 0
+
+
+def test_fixed_lambda_ablation_uses_the_configured_weight() -> None:
+    model = tiny_model(dynamic_lambda=False)
+    model.config.support_weight = 0.3
+    out = model(**batch(torch.full((2, 12, 3), -1)))
+    assert out.support_weight.item() == pytest.approx(0.3)
+
+
+@pytest.fixture(scope="module")
+def sample_kg_assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from kg.cli import read_config_file
+    from kg.embeddings import EmbeddingConfig, train_embeddings
+    from kg.reader import TripleReader
+    from kg.records import ReaderConfig
+    from kg.snapshot import Snapshot, snapshot_from_records
+    from retrieval.index import IndexConfig, build_index
+
+    work = tmp_path_factory.mktemp("kgassets")
+    reader = ReaderConfig.model_validate(read_config_file(ROOT / "configs/kg/sample.yaml")["reader"])
+    snapshot_from_records(TripleReader(reader).read([ROOT / "examples/sample_kg.tsv"]), work / "snap")
+    train_embeddings(EmbeddingConfig(kg=work / "snap", out=work / "emb", dim=16, epochs=1, progress=False))
+    build_index(Snapshot.load(work / "snap"), IndexConfig(progress=False), work / "idx")
+    return {"snap": work / "snap", "emb": work / "emb", "idx": work / "idx"}
+
+
+def test_cli_trains_cmedbert_with_ablations_and_predicts_entities(tiny_encoder: Path, sample_kg_assets: dict,
+                                                                 tmp_path: Path) -> None:
+    cmd = [sys.executable, str(ROOT / "scripts" / "train_mrc.py"), "--model-type", "cmedbert",
+           "--encoder", str(tiny_encoder), "--train", str(SAMPLE_QA), "--validation", str(SAMPLE_QA),
+           "--index", str(sample_kg_assets["idx"]), "--embeddings", str(sample_kg_assets["emb"]),
+           "--no-global", "--loops", "1", "--epochs", "1", "--max-seq-length", "160", "--doc-stride", "64",
+           "--out", str(tmp_path / "run"), "--no-progress", "--log-level", "WARNING"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    saved = json.loads((tmp_path / "run" / "best" / "kgmrc_config.json").read_text())
+    assert saved["config"]["model_type"] == "cmedbert"
+    assert saved["config"]["fusion"]["global_"] is False and saved["config"]["fusion"]["loops"] == 1
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), "--model",
+                          str(tmp_path / "run" / "best"), "--question", "二甲双胍常见的不良反应是什么？",
+                          "--passage", "二甲双胍是2型糖尿病的一线治疗药物，常见不良反应为胃肠道反应。", "--json"],
+                         check=True, capture_output=True, text=True)
+    result = json.loads(out.stdout)
+    linked = {(e["span"], e["entity"]) for e in result["entities"]}
+    assert ("二甲双胍", "二甲双胍") in linked and ("胃肠道反应", "胃肠道反应") in linked
+    assert all(0 <= e["attention"] <= 1 for e in result["entities"])
+
+
+def test_embeddings_from_another_snapshot_are_refused(sample_kg_assets: dict, tmp_path: Path) -> None:
+    from kg.records import Triple
+    from kg.snapshot import Snapshot, SnapshotError, snapshot_from_records
+    from retrieval.index import IndexConfig, build_index
+
+    snapshot_from_records([Triple(head="a", relation="r", tail="b")], tmp_path / "other")
+    build_index(Snapshot.load(tmp_path / "other"), IndexConfig(progress=False), tmp_path / "idx")
+    encoder = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=32))
+    config = ModelConfig(model_type="cmedbert", fusion={"index": str(tmp_path / "idx"),
+                                                        "embeddings": str(sample_kg_assets["emb"])})
+    with pytest.raises(SnapshotError, match="retrain"):
+        CMedBERT(encoder, config)
