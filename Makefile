@@ -4,8 +4,6 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SHARED ?= ../shared
-KG_TRIPLES := $(firstword $(wildcard $(SHARED)/data/kg/xywy_triples.tsv) examples/sample_kg.tsv)
-KG_CONFIG := $(if $(findstring xywy,$(KG_TRIPLES)),configs/kg/xywy.yaml,configs/kg/sample.yaml)
 
 .PHONY: demo test install clean
 
@@ -17,11 +15,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(PY) scripts/build_kg.py --triples $(KG_TRIPLES) --config $(KG_CONFIG) --store demo_store \
-		--stats --neighbours 糖尿病 --hops 2
+	$(PY) scripts/demo.py --shared $(SHARED) --out demo_run
 
 test: install
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf demo_store .pytest_cache
+	rm -rf demo_run .pytest_cache

@@ -62,6 +62,7 @@ class TrainConfig(BaseModel):
     n_best: int = 20
     support_threshold: float = 0.5
     max_train_examples: int | None = None
+    max_eval_examples: int | None = None
     device: str = "auto"
     resume: bool = True
     progress: bool = True
@@ -176,6 +177,8 @@ def load_examples(config: TrainConfig) -> tuple[list[Example], list[Example]]:
         train, held_out = examples, []
     if config.max_train_examples is not None:
         train = train[: config.max_train_examples]
+    if config.max_eval_examples is not None:
+        held_out = held_out[: config.max_eval_examples]
     return train, held_out
 
 

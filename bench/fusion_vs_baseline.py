@@ -1,0 +1,122 @@
+#!/usr/bin/env python
+"""CMedBERT vs the baseline and three ablations on the 80/20 passage split of the CMedMRC dev file.
+
+For each seed: baseline, cmedbert, cmedbert --no-local, --no-global, --no-dynamic-lambda, same settings.
+Reports answer and support EM/F1 as mean ± std over seeds (a table like the paper's Table 5), link coverage
+and attention statistics, the training-step time of CMedBERT vs the baseline on one batch (target ≤ 1.3×) and
+the CPU latency of one question+passage prediction. Target: CMedBERT answer EM ≥ baseline + 1.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer
+
+from bench.common import SHARED, write_result
+from bench.mrc_step import step_seconds
+from kg.cli import setup_logging
+from mrc.data import read_dataset
+from mrc.features import FeatureConfig, prepare_features
+from mrc.model import ModelConfig, build_model, load_model
+from mrc.predict import predict_one
+from mrc.train import TrainConfig, collate, train_mrc
+
+VARIANTS = {
+    "baseline": ("baseline", {}),
+    "cmedbert": ("cmedbert", {}),
+    "no_local": ("cmedbert", {"local": False}),
+    "no_global": ("cmedbert", {"global_": False}),
+    "no_dynamic_lambda": ("cmedbert", {"dynamic_lambda": False}),
+}
+
+
+def step_and_latency(encoder: str, fusion: dict, max_len: int, batch_size: int) -> dict[str, float]:
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    examples = read_dataset(SHARED / "data/cmedmrc/dev.json")[:64]
+    features = [f for f in prepare_features(examples, tokenizer, FeatureConfig(max_seq_length=max_len))
+                if len(f.input_ids) == max_len][:batch_size]
+    torch.manual_seed(0)
+    baseline = build_model(encoder, ModelConfig())
+    cmedbert = build_model(encoder, ModelConfig(model_type="cmedbert", fusion=fusion))
+    cmedbert.attach_inputs(features, examples, tokenizer)
+    batch = collate(features, tokenizer.pad_token_id, with_labels=True)
+    plain_batch = {k: v for k, v in batch.items() if k != "entity_ids"}
+    t_base = step_seconds(baseline, lambda: plain_batch)
+    t_cmed = step_seconds(cmedbert, lambda: batch)
+    return {"batch": f"{len(features)}x{max_len}", "baseline_step_seconds": round(t_base, 3),
+            "cmedbert_step_seconds": round(t_cmed, 3), "ratio": round(t_cmed / t_base, 3), "target_ratio_max": 1.3}
+
+
+def latency(model_dir: Path, example) -> float:  # type: ignore[no-untyped-def]
+    model, tokenizer, saved = load_model(model_dir)
+    predict_one(model, tokenizer, saved, example.question, example.context, torch.device("cpu"))  # warm-up
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        predict_one(model, tokenizer, saved, example.question, example.context, torch.device("cpu"))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--encoder", default=str(SHARED / "models/m3e-small"))
+    p.add_argument("--index", type=Path, required=True)
+    p.add_argument("--embeddings", type=Path, required=True)
+    p.add_argument("--init-from", type=Path, help="baseline model after intermediate training (encoder source)")
+    p.add_argument("--out", type=Path, default=Path("runs/bench_fusion"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-seq-length", type=int, default=384)
+    p.add_argument("--negative-windows", type=float, default=0.3)
+    p.add_argument("--step-only", action="store_true", help="only step time and latency")
+    args = p.parse_args()
+    setup_logging("INFO")
+    fusion = {"index": str(args.index), "embeddings": str(args.embeddings)}
+    figures: dict[str, object] = {"step_time": step_and_latency(args.encoder, fusion, args.max_seq_length,
+                                                                args.batch_size)}
+    if not args.step_only:
+        table: dict[str, dict[str, list[float]]] = {}
+        lambdas: dict[str, list[float]] = {}
+        for seed in args.seeds:
+            for name in args.variants:
+                model_type, flags = VARIANTS[name]
+                config = TrainConfig(
+                    encoder=args.encoder, train=[SHARED / "data/cmedmrc/dev.json"], split_by_passage=0.8, seed=seed,
+                    out=args.out / f"{name}_seed{seed}", epochs=args.epochs, lr=args.lr,
+                    batch_size=args.batch_size, negative_windows=args.negative_windows, progress=False,
+                    features=FeatureConfig(max_seq_length=args.max_seq_length),
+                    model=ModelConfig(model_type=model_type, support_weight=0.5,
+                                      fusion={**fusion, **flags} if model_type == "cmedbert" else {}))
+                result = train_mrc(config)
+                best = result.best_metrics["overall"]
+                row = table.setdefault(name, {})
+                for key in ("em", "f1", "support_em", "support_f1"):
+                    row.setdefault(key, []).append(best.get(key, 0.0))
+                lambdas.setdefault(name, []).append(result.history[-1]["train_lambda"])
+        figures["table"] = {name: {k: f"{np.mean(v):.2f} ± {np.std(v):.2f}" for k, v in row.items()}
+                            for name, row in table.items()}
+        figures["raw"] = table
+        figures["train_lambda_last_epoch"] = lambdas
+        if "baseline" in table and "cmedbert" in table:
+            figures["cmedbert_minus_baseline_em"] = round(float(np.mean(table["cmedbert"]["em"])
+                                                                - np.mean(table["baseline"]["em"])), 2)
+            example = read_dataset(SHARED / "data/cmedmrc/dev.json")[0]
+            figures["cpu_latency_seconds"] = {
+                name: round(latency(args.out / f"{name}_seed{args.seeds[0]}" / "best", example), 3)
+                for name in ("baseline", "cmedbert")}
+        figures["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    write_result("fusion_vs_baseline" if not args.step_only else "fusion_step", figures)
+
+
+if __name__ == "__main__":
+    main()
