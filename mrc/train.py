@@ -28,7 +28,7 @@ from kg.io import atomic_write_text
 from mrc.data import Example, read_dataset
 from mrc.features import IGNORE, Feature, FeatureConfig, prepare_features
 from mrc.metrics import evaluate_predictions
-from mrc.model import BaselineMRC, ModelConfig, build_model, load_model, save_model
+from mrc.model import BaselineMRC, ModelConfig, build_model, load_model, model_class, save_model
 from mrc.postprocess import Prediction, postprocess, tune_support_threshold
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,20 @@ def load_examples(config: TrainConfig) -> tuple[list[Example], list[Example]]:
     return train, held_out
 
 
+def init_from(path: Path, config: ModelConfig) -> tuple[BaselineMRC, Any]:
+    """Start from a saved model. Across families (e.g. a baseline after intermediate training → CMedBERT) the
+    encoder and the span/support heads are carried over and the new family's other layers start fresh."""
+    loaded, tokenizer, _ = load_model(path)
+    if loaded.config.model_type == config.model_type:
+        return loaded, tokenizer
+    model = model_class(config.model_type)(loaded.encoder, config)
+    for head in ("span", "support"):
+        getattr(model, head).load_state_dict(getattr(loaded, head).state_dict())
+    log.info("initialised %s from the encoder and heads of %s model %s", config.model_type,
+             loaded.config.model_type, path)
+    return model, tokenizer
+
+
 def _lr_factor(step: int, total: int, warmup: int) -> float:
     """Linear warm-up to 1, then linear decay to 0."""
     if step < warmup:
@@ -204,10 +218,7 @@ def train_mrc(config: TrainConfig) -> TrainResult:
     log.info("train: %d questions on %d passages; held out: %d questions", len(train_examples),
              len({e.passage_id for e in train_examples}), len(held_out))
     if config.init_from is not None:
-        model, tokenizer, _ = load_model(config.init_from)
-        if model.config.model_type != config.model.model_type:
-            raise ValueError(f"--init-from {config.init_from} is a {model.config.model_type} model, "
-                             f"not {config.model.model_type}")
+        model, tokenizer = init_from(config.init_from, config.model)
     else:
         from transformers import AutoTokenizer
 

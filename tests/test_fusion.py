@@ -129,13 +129,20 @@ def sample_kg_assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
 
 def test_cli_trains_cmedbert_with_ablations_and_predicts_entities(tiny_encoder: Path, sample_kg_assets: dict,
                                                                  tmp_path: Path) -> None:
-    cmd = [sys.executable, str(ROOT / "scripts" / "train_mrc.py"), "--model-type", "cmedbert",
-           "--encoder", str(tiny_encoder), "--train", str(SAMPLE_QA), "--validation", str(SAMPLE_QA),
-           "--index", str(sample_kg_assets["idx"]), "--embeddings", str(sample_kg_assets["emb"]),
-           "--no-global", "--loops", "1", "--epochs", "1", "--max-seq-length", "160", "--doc-stride", "64",
-           "--out", str(tmp_path / "run"), "--no-progress", "--log-level", "WARNING"]
+    common = [sys.executable, str(ROOT / "scripts" / "train_mrc.py"), "--train", str(SAMPLE_QA), "--validation",
+              str(SAMPLE_QA), "--epochs", "1", "--max-seq-length", "160", "--doc-stride", "64", "--no-progress",
+              "--log-level", "WARNING"]
+    subprocess.run(common + ["--encoder", str(tiny_encoder), "--out", str(tmp_path / "base")], check=True)
+    cmd = common + ["--model-type", "cmedbert", "--init-from", str(tmp_path / "base" / "best"),
+                    "--index", str(sample_kg_assets["idx"]), "--embeddings", str(sample_kg_assets["emb"]),
+                    "--no-global", "--loops", "1", "--out", str(tmp_path / "run")]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
-    saved = json.loads((tmp_path / "run" / "best" / "kgmrc_config.json").read_text())
+    from mrc.model import load_model
+
+    base, _, _ = load_model(tmp_path / "base" / "best")
+    cmed, _, saved = load_model(tmp_path / "run" / "best")
+    assert not torch.equal(base.encoder.embeddings.word_embeddings.weight,
+                           cmed.encoder.embeddings.word_embeddings.weight)  # trained on from the baseline
     assert saved["config"]["model_type"] == "cmedbert"
     assert saved["config"]["fusion"]["global_"] is False and saved["config"]["fusion"]["loops"] == 1
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), "--model",
