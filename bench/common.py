@@ -47,3 +47,15 @@ def write_result(name: str, figures: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     atomic_write_text(path, text + "\n")
     return path
+
+
+def build_snapshot(triples: Path, kg_config: Path, work: Path) -> Path:
+    """Load ``triples`` with ``kg_config`` into a fresh local store under ``work``; return the snapshot path."""
+    from kg.build import BuildConfig, build_kg, open_store
+    from kg.cli import read_config_file
+
+    config = BuildConfig.model_validate({**read_config_file(kg_config), "triples": [triples],
+                                         "store": work / "store", "progress": False})
+    with open_store(config) as store:
+        build_kg(store, config)
+    return config.snapshot_dir

@@ -14,10 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import SHARED, peak_rss_mb, write_result
+from bench.common import SHARED, build_snapshot, peak_rss_mb, write_result
 from kg import arcadedb
-from kg.build import BuildConfig, build_kg, open_store
-from kg.cli import read_config_file, setup_logging
+from kg.cli import setup_logging
 from kg.embeddings import EmbeddingConfig, train_embeddings
 
 
@@ -35,13 +34,7 @@ def main() -> None:
     setup_logging("INFO")
     work = Path(tempfile.mkdtemp(prefix="kgmrc-emb-bench-"))
     try:
-        snapshot = args.snapshot
-        if snapshot is None:
-            config = BuildConfig.model_validate({**read_config_file(args.kg_config), "triples": [args.triples],
-                                                 "store": work / "store", "progress": False})
-            with open_store(config) as store:
-                build_kg(store, config)
-            snapshot = config.snapshot_dir
+        snapshot = args.snapshot or build_snapshot(args.triples, args.kg_config, work)
         results = {}
         for model in args.models:
             rss_before = peak_rss_mb()

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import psutil
 
-from bench.common import SHARED, write_result
-from kg.build import BuildConfig, build_kg, open_store
-from kg.cli import read_config_file, setup_logging
+from bench.common import SHARED, build_snapshot, write_result
+from kg.cli import setup_logging
 from kg.snapshot import Snapshot
 from mrc.data import read_dataset
 from retrieval.index import EntityIndex, IndexConfig, build_index
@@ -50,15 +49,7 @@ def main() -> None:
     setup_logging("WARNING")
     work = Path(tempfile.mkdtemp(prefix="kgmrc-link-bench-"))
     try:
-        snapshot_dir = args.snapshot
-        if snapshot_dir is None:
-            config = BuildConfig.model_validate({**read_config_file(root / "configs/kg/cmekg.yaml"),
-                                                 "triples": [args.triples], "store": work / "store",
-                                                 "progress": False})
-            with open_store(config) as store:
-                build_kg(store, config)
-            snapshot_dir = config.snapshot_dir
-        snapshot = Snapshot.load(snapshot_dir)
+        snapshot = Snapshot.load(args.snapshot or build_snapshot(args.triples, root / "configs/kg/cmekg.yaml", work))
         dicts = sorted(q for q in args.dicts.iterdir() if q.suffix in {".txt", ".spo"}) if args.dicts.exists() else []
         before = rss_mb()
         t0 = time.perf_counter()
