@@ -153,7 +153,9 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
     loop_cls = PTransETrainingLoop if config.model == "ptranse" else SLCWATrainingLoop
     loop = loop_cls(model=model, triples_factory=train, optimizer=optimizer, negative_sampler="basic",
                     negative_sampler_kwargs={"num_negs_per_pos": config.num_negs_per_pos})
-    fingerprint = f"{snapshot.checksum}:{config.model_dump_json(exclude={'out', 'resume', 'progress', 'epochs'})}"
+    run_only = {"out", "resume", "progress", "epochs", "device", "eval_max_triples", "eval_batch_size",
+                "checkpoint_every"}
+    fingerprint = f"{snapshot.checksum}:{config.model_dump_json(exclude=run_only)}"
     start, losses = 0, []
     if config.resume and (restored := load_checkpoint(config.out / "checkpoint", model, loop.optimizer, fingerprint)):
         start, losses = restored["epoch"], restored["losses"]

@@ -245,7 +245,8 @@ def train_mrc(config: TrainConfig) -> TrainResult:
     steps_per_epoch = math.ceil(len(train_features) / (config.batch_size * config.grad_accum))
     total_steps = steps_per_epoch * config.epochs
     warmup = int(config.warmup_ratio * total_steps)
-    fingerprint = config.model_dump_json(exclude={"epochs", "resume", "progress", "out", "device"})
+    fingerprint = config.model_dump_json(exclude={"epochs", "resume", "progress", "out", "device",
+                                                  "eval_batch_size", "max_eval_examples"})
     start_epoch, step, history, best = 0, 0, [], None
     if config.resume and (state := load_checkpoint(out / "checkpoint", model, optimizer, fingerprint)):
         start_epoch, step, history, best = state["epoch"], state["step"], state["history"], state["best"]
