@@ -68,7 +68,8 @@ class EntityLinker:
         else:
             self.extractor = EnglishCandidates(max_ngram=self.config.max_ngram)
         self._cache: dict[str, tuple[Match, ...]] = {}
-        self._unit_counts = [Counter(u) for u in index.name_units]
+        # (unit, count) pairs and size of every entity name, for a fast exact overlap check
+        self._unit_counts = [(tuple(Counter(u).items()), len(u)) for u in index.name_units]
 
     # -- matching ---------------------------------------------------------------------------------------------
     def _match_new(self, keys: list[str]) -> None:
@@ -94,9 +95,8 @@ class EntityLinker:
             for i in neighbours.get(key, ()):
                 if i < 0 or i in matches:
                     continue
-                entity_units = self._unit_counts[i]
-                entity_size = sum(entity_units.values())
-                shared = sum((cand_units & entity_units).values())
+                entity_units, entity_size = self._unit_counts[i]
+                shared = sum(min(n, cand_units[u]) for u, n in entity_units if u in cand_units)
                 if entity_size and shared > cfg.overlap_threshold * entity_size:
                     matches[int(i)] = (int(i), "overlap", shared / max(size, entity_size))
             for i, sim in dense.get(key, ()):
