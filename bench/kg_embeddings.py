@@ -10,14 +10,27 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import SHARED, build_snapshot, peak_rss_mb, write_result
+from bench.common import SHARED, build_snapshot, write_result
 from kg import arcadedb
 from kg.cli import setup_logging
 from kg.embeddings import EmbeddingConfig, train_embeddings
+
+
+def paths_peak_rss_mb(snapshot: Path) -> int:
+    """Peak RSS of a fresh process that loads the snapshot, splits it and extracts the PCRA paths."""
+    code = ("import sys, resource\nfrom kg.snapshot import Snapshot\nfrom kg.embeddings import split_snapshot\n"
+            "from kg.pcra import extract_paths\ns = Snapshot.load(sys.argv[1])\n"
+            "train = split_snapshot(s, (0.8, 0.1, 0.1), 42)[0]\n"
+            "extract_paths(train.mapped_triples.numpy(), s.num_entities, s.num_relations, progress=False)\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(snapshot)], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1])
 
 
 def main() -> None:
@@ -37,7 +50,6 @@ def main() -> None:
         snapshot = args.snapshot or build_snapshot(args.triples, args.kg_config, work)
         results = {}
         for model in args.models:
-            rss_before = peak_rss_mb()
             t0 = time.perf_counter()
             result = train_embeddings(EmbeddingConfig(
                 kg=snapshot, out=work / model, model=model, dim=args.dim, epochs=args.epochs,
@@ -51,8 +63,7 @@ def main() -> None:
             if model == "ptranse":
                 results[model].update({"path_seconds": round(result.path_seconds, 1),
                                        "path_stats": {k: round(v, 4) for k, v in result.path_stats.items()},
-                                       "peak_rss_mb_during_paths_and_training": round(max(rss_before,
-                                                                                           peak_rss_mb()))})
+                                       "path_extraction_peak_rss_mb": paths_peak_rss_mb(snapshot)})
         figures = {"snapshot": str(snapshot), "dim": args.dim, "epochs": args.epochs,
                    "eval_max_triples": args.eval_max_triples, "models": results,
                    "targets": {"transe_seconds_per_epoch_max": 40, "ptranse_epoch_ratio_max": 3.0,

@@ -4,8 +4,10 @@ Chinese: jieba words whose POS is a noun (n*), time (t), place (s), direction (f
 CMedBERT paper, segmented with the index's user dictionary. Two segmenters give the same words and tags except
 inside out-of-vocabulary stretches:
   * ``posseg`` — jieba.posseg, whose POS-HMM tags unknown words (~60k chars/s);
-  * ``fast`` — jieba.cut plus the POS dictionary; unknown words are tagged m (numbers), eng (Latin) or x
-    (~5× faster). ``bench/linking.py`` measures how often the two agree on linked spans.
+  * ``fast`` — jieba.cut plus the POS dictionary; the unknown words that jieba.cut's HMM found are split and
+    tagged by the POS-HMM (memoised per word) only when ``keep_unknown`` keeps them (the linker's ``hybrid`` mode
+    keeps those that can link at all; its ``fast`` mode none, tagging them x). ``bench/linking.py`` measures
+    how often each agrees with the plain pipeline on linked spans.
 English: scispaCy's tokenizer on a blank pipeline; candidates are the maximal runs of content tokens between
 stop words and punctuation ("noun-phrase heuristic") and their sub-n-grams for exact matching.
 """
@@ -13,11 +15,14 @@ stop words and punctuation ("noun-phrase heuristic") and their sub-n-grams for e
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 _NUMERIC = re.compile(r"^[0-9０-９.．%％]+$")
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+KeepUnknown = Callable[[list[str]], set[str]]
 _LATIN = re.compile(r"^[A-Za-z0-9]+$")
 
 
@@ -45,23 +50,45 @@ class ChineseCandidates:
         self.pos_tokenizer.makesure_userdict_loaded()
         self.pos_prefixes = pos_prefixes
         self.segmenter = segmenter
+        self._oov: dict[str, list[tuple[str, str]]] = {}
 
-    def tagged_words(self, text: str) -> list[tuple[str, str]]:
-        """(word, POS) covering ``text`` in order."""
+    def tagged_words(self, text: str, keep_unknown: KeepUnknown | None = None) -> list[tuple[str, str]]:
+        """(word, POS) covering ``text`` in order.
+
+        Fast path: words unknown to the POS dictionary go through the POS-HMM only if ``keep_unknown`` (given
+        all of them) keeps them — the linker keeps those that could link at all; the rest are tagged x.
+        """
         if self.segmenter == "posseg":
             return [(p.word, p.flag) for p in self.pos_tokenizer.cut(text)]
         tags = self.pos_tokenizer.word_tag_tab
-        out = []
-        for word in self.tokenizer.cut(text):
+        words = list(self.tokenizer.cut(text))
+        unknown = {w for w in words if w not in tags and _CJK.search(w) and not _NUMERIC.match(w)}
+        keep = keep_unknown(sorted(unknown)) if keep_unknown is not None and unknown else unknown
+        out: list[tuple[str, str]] = []
+        for word in words:
             tag = tags.get(word)
-            if tag is None:
-                tag = "m" if _NUMERIC.match(word) else "eng" if _LATIN.match(word) else "x"
-            out.append((word, tag))
+            if tag is not None:
+                out.append((word, tag))
+            elif _NUMERIC.match(word):
+                out.append((word, "m"))
+            elif _LATIN.match(word):
+                out.append((word, "eng"))
+            elif word in keep:
+                out.extend(self._unknown(word))
+            else:
+                out.append((word, "x"))
         return out
 
-    def extract(self, text: str) -> list[Candidate]:
+    def _unknown(self, word: str) -> list[tuple[str, str]]:
+        """An out-of-vocabulary word as jieba's POS-HMM splits and tags it (memoised per word)."""
+        found = self._oov.get(word)
+        if found is None:
+            found = self._oov[word] = [(p.word, p.flag) for p in self.pos_tokenizer.cut(word)]
+        return found
+
+    def extract(self, text: str, keep_unknown: KeepUnknown | None = None) -> list[Candidate]:
         found, pos = [], 0
-        for word, tag in self.tagged_words(text):
+        for word, tag in self.tagged_words(text, keep_unknown):
             start = pos if text.startswith(word, pos) else text.find(word, pos)
             if start < 0:  # jieba never drops characters; guard anyway
                 continue
@@ -87,7 +114,7 @@ class EnglishCandidates:
     def _content(self, token) -> bool:  # type: ignore[no-untyped-def]
         return not (token.is_punct or token.is_space or token.lower_ in self.stop)
 
-    def extract(self, text: str) -> list[Candidate]:
+    def extract(self, text: str, keep_unknown: KeepUnknown | None = None) -> list[Candidate]:
         doc = self.nlp(text)
         runs, run = [], []
         for token in doc:

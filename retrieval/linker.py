@@ -28,9 +28,11 @@ class LinkerConfig(BaseModel):
     top_k: int = Field(4, ge=1, description="entities kept per candidate")
     overlap_threshold: float = Field(0.5, ge=0, lt=1, description="θ: shared units must exceed θ·|entity|")
     min_overlap_units: int = Field(2, ge=1, description="shorter candidates link by the exact rule only")
-    faiss_candidates: int = Field(32, ge=1, description="n-gram neighbours checked per candidate")
+    faiss_candidates: int = Field(16, ge=1, description="n-gram neighbours checked per candidate")
     dense_threshold: float | None = Field(None, description="τ for the dense rule (needs a dense index)")
-    segmenter: Literal["fast", "posseg"] = "fast"
+    segmenter: Literal["fast", "hybrid", "posseg"] = Field(
+        "fast", description="fast: jieba.cut + POS dictionary; hybrid: + POS-HMM for linkable unknown words; "
+                            "posseg: jieba's POS-HMM throughout")
     pos_prefixes: tuple[str, ...] = ("n", "t", "s", "f", "m")
     max_ngram: int = Field(6, ge=1, description="English: longest n-gram tried")
 
@@ -56,6 +58,10 @@ class Link:
 Match = tuple[int, str, float]  # entity id, rule, score
 
 
+def _keep_none(words: list[str]) -> set[str]:
+    return set()
+
+
 class EntityLinker:
     """Links free text to the entities of one :class:`EntityIndex`."""
 
@@ -64,7 +70,8 @@ class EntityLinker:
         self.config = config or LinkerConfig()
         if index.language == "zh":
             self.extractor: ChineseCandidates | EnglishCandidates = ChineseCandidates(
-                index.userdict, pos_prefixes=tuple(self.config.pos_prefixes), segmenter=self.config.segmenter)
+                index.userdict, pos_prefixes=tuple(self.config.pos_prefixes),
+                segmenter="posseg" if self.config.segmenter == "posseg" else "fast")
         else:
             self.extractor = EnglishCandidates(max_ngram=self.config.max_ngram)
         self._cache: dict[str, tuple[Match, ...]] = {}
@@ -111,12 +118,20 @@ class EntityLinker:
             self._match_new([key])
         return self._cache[key]
 
+    def _linkable(self, words: list[str]) -> set[str]:
+        """The words (already normalized) that link to at least one entity; matched in one batch."""
+        new = [w for w in words if w not in self._cache]
+        if new:
+            self._match_new(new)
+        return {w for w in words if self._cache[w]}
+
     # -- linking ----------------------------------------------------------------------------------------------
     def candidates(self, text: str) -> list[Candidate]:
         """Candidates with offsets into ``text`` (matching runs on the NFKC, lower-cased text)."""
         norm, source = normalize_with_offsets(text)
         out = []
-        for c in self.extractor.extract(norm):
+        keep = self._linkable if self.config.segmenter == "hybrid" else _keep_none
+        for c in self.extractor.extract(norm, keep):
             start, end = source[c.start], source[c.end - 1] + 1
             out.append(Candidate(start, end, text[start:end], c.pos))
         return out

@@ -15,13 +15,20 @@ _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 def normalize_with_offsets(text: str) -> tuple[str, list[int]]:
     """NFKC + lower-case, character by character: ``(normalized, source)`` with ``source[i]`` the index in
     ``text`` of the character that produced ``normalized[i]``, so spans map back to the original text."""
+    whole = unicodedata.normalize("NFKC", text).lower()
+    if len(whole) == len(text) and all(a == b or _char_norm(a) == b for a, b in zip(text, whole)):
+        return whole, list(range(len(text)))  # one character in, one out: the common case
     out: list[str] = []
     source: list[int] = []
     for i, ch in enumerate(text):
-        norm = unicodedata.normalize("NFKC", ch).lower() if ord(ch) > 127 else ch.lower()
+        norm = _char_norm(ch)
         out.append(norm)
         source.extend([i] * len(norm))
     return "".join(out), source
+
+
+def _char_norm(ch: str) -> str:
+    return unicodedata.normalize("NFKC", ch).lower() if ord(ch) > 127 else ch.lower()
 
 
 def normalize(text: str) -> str:
