@@ -41,8 +41,8 @@ class DemoConfig(BaseModel):
     shared: Path = ROOT.parent / "shared"
     out: Path = Path("demo_run")
     embedding_epochs: int = 3
-    mrc_epochs: int = 1
-    mrc_train_questions: int = Field(96, description="training questions taken from the split")
+    mrc_epochs: int = 2
+    mrc_train_questions: int = Field(320, description="training questions taken from the split")
     max_seq_length: int = 256
 
 
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   question: {example.question}\n   answer:   {pred['answer']}   (gold: {example.answers[0].text})")
     print(f"   support:  {pred['support']}")
     for e in pred["entities"][:12]:
-        print(f"   entity:   {e['span']} → {e['entity']} ({e['type'] or '-'}, {e['rule']}), "
+        print(f"   entity:   [{e['segment']}] {e['span']} → {e['entity']} ({e['type'] or '-'}, {e['rule']}), "
               f"local attention {e['attention']:.2f}")
     print(f"   plot:     {out / 'prediction.png'}")
     return 0
