@@ -3,7 +3,7 @@
 Every question becomes a validated :class:`Example`. Answers are checked against the context:
 ``answer_policy="repair"`` moves a misaligned ``answer_start`` to the nearest occurrence of the answer text and
 drops answers whose text is not in the context (counted); ``"strict"`` raises :class:`DataError` naming the
-question. Support labels (1-based sentence indexes, sometimes ``"21,22"`` or ``7.0``) are compared with the
+question (empty questions are likewise skipped and counted, or raise). Support labels (1-based sentence indexes, sometimes ``"21,22"`` or ``7.0``) are compared with the
 sentences obtained by splitting after 。！？: labels containing the first answer are *kept*; others are
 *repaired* to the sentence holding the answer (``support_policy="repair"``) or *dropped* (``"drop"``).
 """
@@ -61,12 +61,14 @@ class ReadReport:
     """What reading changed: answers realigned/dropped, support labels kept/repaired/dropped."""
 
     questions: int = 0
+    questions_skipped: int = 0
     answers_realigned: int = 0
     answers_dropped: int = 0
     support: Counter = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"questions": self.questions, "answers_realigned": self.answers_realigned,
+        return {"questions": self.questions, "questions_skipped": self.questions_skipped,
+                "answers_realigned": self.answers_realigned,
                 "answers_dropped": self.answers_dropped, "support": dict(self.support)}
 
 
@@ -170,8 +172,10 @@ def read_dataset(path: Path, *, answer_policy: Literal["repair", "strict"] = "re
             passage_id = str(para.get("id") or f"{article.get('id', a)}_{p}")
             spans = sentence_spans(context)
             for q_index, qa in enumerate(para.get("qas") or []):
-                examples.append(_example(qa, context, passage_id, spans, path, f"data[{a}].paragraphs[{p}]"
-                                         f".qas[{q_index}]", answer_policy, support_policy, report))
+                example = _example(qa, context, passage_id, spans, path, f"data[{a}].paragraphs[{p}].qas[{q_index}]",
+                                   answer_policy, support_policy, report)
+                if example is not None:
+                    examples.append(example)
     report.questions += len(examples)
     ids = Counter(e.id for e in examples)
     if dup := [i for i, n in ids.items() if n > 1]:
@@ -181,12 +185,17 @@ def read_dataset(path: Path, *, answer_policy: Literal["repair", "strict"] = "re
 
 
 def _example(qa: dict[str, Any], context: str, passage_id: str, spans: list[tuple[int, int]], path: Path,
-             where: str, answer_policy: str, support_policy: str, report: ReadReport) -> Example:
+             where: str, answer_policy: str, support_policy: str, report: ReadReport) -> Example | None:
     qid = str(qa.get("id") or "")
     if not qid:
         raise DataError(f"{path}: {where} has no id")
-    if not isinstance(qa.get("question"), str) or not qa["question"].strip():
+    if not isinstance(qa.get("question"), str):
         raise DataError(f"{path}: question {qid}: missing field 'question'")
+    if not qa["question"].strip():
+        if answer_policy == "strict":
+            raise DataError(f"{path}: question {qid}: the question is empty")
+        report.questions_skipped += 1  # CMRC 2018's trial file has two
+        return None
     if "answers" not in qa:
         raise DataError(f"{path}: question {qid}: missing field 'answers'")
     impossible = bool(qa.get("is_impossible", False))
