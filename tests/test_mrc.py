@@ -80,9 +80,11 @@ def test_bad_files_give_clear_errors(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"data": [{"paragraphs": [para]}]}), encoding="utf-8")
     report = ReadReport()
     assert [e.id for e in read_dataset(bad, report=report)] == ["Q9"] and report.questions_skipped == 1
+    para["qas"].pop(0)
+    bad.write_text(json.dumps({"data": [{"paragraphs": [para]}]}), encoding="utf-8")
     with pytest.raises(DataError, match="question Q10: the question is empty"):
         read_dataset(bad, answer_policy="strict")
-    para["qas"].pop()
+    para["qas"] = [{"id": "Q9", "question": "症状？"}]
     para["qas"][0]["answers"] = [{"text": "多尿", "answer_start": 0}]  # misaligned: realigned to 5
     bad.write_text(json.dumps({"data": [{"paragraphs": [para]}]}), encoding="utf-8")
     (example,) = read_dataset(bad)
