@@ -175,6 +175,11 @@ def load_examples(config: TrainConfig) -> tuple[list[Example], list[Example]]:
         train, held_out = split_by_passage(examples, config.split_by_passage, config.seed)
     else:
         train, held_out = examples, []
+    unusable = [e for e in train if not e.answers and not e.is_impossible]
+    if unusable:  # answerable questions whose answers are not in the passage cannot be labelled
+        log.warning("%d training questions have no answer inside their passage; left out of training",
+                    len(unusable))
+        train = [e for e in train if e.answers or e.is_impossible]
     if config.max_train_examples is not None:
         train = train[: config.max_train_examples]
     if config.max_eval_examples is not None:
