@@ -91,7 +91,7 @@ def main() -> None:
             for name in args.variants:
                 model_type, flags = VARIANTS[name]
                 config = TrainConfig(
-                    encoder=args.encoder, train=[SHARED / "data/cmedmrc/dev.json"], split_by_passage=0.8, seed=seed,
+                    encoder=args.encoder, init_from=args.init_from, train=[SHARED / "data/cmedmrc/dev.json"], split_by_passage=0.8, seed=seed,
                     out=args.out / f"{name}_seed{seed}", epochs=args.epochs, lr=args.lr,
                     batch_size=args.batch_size, negative_windows=args.negative_windows, progress=False,
                     features=FeatureConfig(max_seq_length=args.max_seq_length),
