@@ -74,7 +74,7 @@ class EmbeddingConfig(BaseModel):
 class EmbeddingResult:
     config: EmbeddingConfig
     metrics: dict[str, float]
-    seconds_per_epoch: float
+    seconds_per_epoch: float | None  # None when every epoch was restored from the checkpoint
     path_seconds: float
     path_stats: dict[str, float]
     losses: list[float]
@@ -177,9 +177,9 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
                             {"epoch": epoch, "losses": losses})
     metrics = evaluate(model, test, [train, valid], max_triples=config.eval_max_triples,
                        batch_size=config.eval_batch_size, seed=config.seed, progress=config.progress)
-    seconds_per_epoch = float(np.mean(epoch_seconds)) if epoch_seconds else float("nan")
-    log.info("%s: MRR %.4f, Hits@10 %.4f, %.1f s/epoch", config.model, metrics["mrr"], metrics["hits@10"],
-             seconds_per_epoch)
+    seconds_per_epoch = float(np.mean(epoch_seconds)) if epoch_seconds else None
+    log.info("%s: MRR %.4f, Hits@10 %.4f, %s s/epoch", config.model, metrics["mrr"], metrics["hits@10"],
+             f"{seconds_per_epoch:.1f}" if seconds_per_epoch is not None else "-")
     result = EmbeddingResult(config, metrics, seconds_per_epoch, path_seconds, path_stats, losses, config.out)
     export(model, snapshot, result, split_sizes=(train.num_triples, valid.num_triples, test.num_triples))
     return result

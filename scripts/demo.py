@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     emb = train_embeddings(EmbeddingConfig(kg=build.snapshot_dir, out=out / "emb", model="ptranse", dim=64,
                                            epochs=cfg.embedding_epochs, eval_max_triples=500, resume=False))
     print(json.dumps({"mrr": round(emb.metrics["mrr"], 4), "hits@10": round(emb.metrics["hits@10"], 4),
-                      "seconds_per_epoch": round(emb.seconds_per_epoch, 1), "paths": emb.path_stats}))
+                      "seconds_per_epoch": emb.seconds_per_epoch, "paths": emb.path_stats}))
 
     print("\n== 3. entity index")
     dicts = sorted((data / "dicts").glob("*.txt")) + sorted((data / "dicts").glob("*.spo")) \

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", err)
         return 2
     print(json.dumps({"model": config.model, "metrics": result.metrics,
-                      "seconds_per_epoch": round(result.seconds_per_epoch, 2), "out": str(result.out)}, indent=2))
+                      "seconds_per_epoch": result.seconds_per_epoch, "out": str(result.out)}, indent=2))
     return 0
 
 
