@@ -25,7 +25,7 @@ from mrc.data import read_dataset
 from mrc.features import FeatureConfig, prepare_features
 from mrc.model import ModelConfig, build_model, load_model
 from mrc.predict import predict_one
-from mrc.train import TrainConfig, collate, train_mrc
+from mrc.train import TrainConfig, collate, load_examples, predict_features, train_mrc
 
 VARIANTS = {
     "baseline": ("baseline", {}),
@@ -64,6 +64,50 @@ def latency(model_dir: Path, example) -> float:  # type: ignore[no-untyped-def]
     return statistics.median(times)
 
 
+def attention_statistics(model_dir: Path, held_out: list, precision: str) -> dict[str, float]:
+    """Link coverage of the held-out windows and how peaked the trained model's entity attentions are."""
+    model, tokenizer, saved = load_model(model_dir)
+    features = prepare_features(held_out, tokenizer, FeatureConfig.model_validate(saved["features"]))
+    model.attach_inputs(features, held_out, tokenizer)
+    *_, details = predict_features(model, features, tokenizer.pad_token_id, 16, torch.device("cpu"),
+                                   precision=precision)
+    context = linked = 0
+    per_token, local_max, global_max, window_entities = [], [], [], []
+    for f, d in zip(features, details):
+        ids = np.asarray(f.extra["entity_ids"])
+        in_context = np.array([o is not None for o in f.offsets])
+        counts = (ids >= 0).sum(-1)
+        context += int(in_context.sum())
+        linked += int((in_context & (counts > 0)).sum())
+        per_token.extend(counts[counts > 0].tolist())
+        if "local_attention" in d:
+            alpha = d["local_attention"][: len(f.input_ids)]
+            local_max.extend(alpha[counts >= 2].max(-1).tolist())
+        if "global_attention" in d:
+            beta = d["global_attention"]
+            n = int((beta > 0).sum())
+            window_entities.append(n)
+            if n >= 2:
+                global_max.append(float(beta.max()))
+    mean = lambda xs: round(float(np.mean(xs)), 3) if xs else None  # noqa: E731
+    return {"context_tokens_with_entity": round(linked / max(1, context), 3),
+            "entities_per_linked_token": mean(per_token),
+            "local_max_alpha_tokens_with_2plus": mean(local_max),
+            "uniform_local_alpha_would_be": mean([1 / c for c in per_token if c >= 2]),
+            "global_entities_per_window": mean(window_entities), "global_max_beta": mean(global_max)}
+
+
+def summarise(table: dict[str, dict[str, list[float]]]) -> dict[str, object]:
+    figures: dict[str, object] = {
+        "table": {name: {k: f"{np.mean(v):.2f} ± {np.std(v):.2f}" for k, v in row.items()}
+                  for name, row in table.items()},
+        "raw": table}
+    if "baseline" in table and "cmedbert" in table:
+        figures["cmedbert_minus_baseline_em"] = round(float(np.mean(table["cmedbert"]["em"])
+                                                            - np.mean(table["baseline"]["em"])), 2)
+    return figures
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--encoder", default=str(SHARED / "models/m3e-small"))
@@ -78,44 +122,48 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-seq-length", type=int, default=384)
     p.add_argument("--negative-windows", type=float, default=0.3)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="training/evaluation autocast")
     p.add_argument("--step-only", action="store_true", help="only step time and latency")
     args = p.parse_args()
     setup_logging("INFO")
     fusion = {"index": str(args.index), "embeddings": str(args.embeddings)}
     figures: dict[str, object] = {"step_time": step_and_latency(args.encoder, fusion, args.max_seq_length,
                                                                 args.batch_size)}
-    if not args.step_only:
-        table: dict[str, dict[str, list[float]]] = {}
-        lambdas: dict[str, list[float]] = {}
-        for seed in args.seeds:
-            for name in args.variants:
-                model_type, flags = VARIANTS[name]
-                config = TrainConfig(
-                    encoder=args.encoder, init_from=args.init_from, train=[SHARED / "data/cmedmrc/dev.json"], split_by_passage=0.8, seed=seed,
-                    out=args.out / f"{name}_seed{seed}", epochs=args.epochs, lr=args.lr,
-                    batch_size=args.batch_size, negative_windows=args.negative_windows, progress=False,
-                    features=FeatureConfig(max_seq_length=args.max_seq_length),
-                    model=ModelConfig(model_type=model_type, support_weight=0.5,
-                                      fusion={**fusion, **flags} if model_type == "cmedbert" else {}))
-                result = train_mrc(config)
-                best = result.best_metrics["overall"]
-                row = table.setdefault(name, {})
-                for key in ("em", "f1", "support_em", "support_f1"):
-                    row.setdefault(key, []).append(best.get(key, 0.0))
-                lambdas.setdefault(name, []).append(result.history[-1]["train_lambda"])
-        figures["table"] = {name: {k: f"{np.mean(v):.2f} ± {np.std(v):.2f}" for k, v in row.items()}
-                            for name, row in table.items()}
-        figures["raw"] = table
-        figures["train_lambda_last_epoch"] = lambdas
-        if "baseline" in table and "cmedbert" in table:
-            figures["cmedbert_minus_baseline_em"] = round(float(np.mean(table["cmedbert"]["em"])
-                                                                - np.mean(table["baseline"]["em"])), 2)
-            example = read_dataset(SHARED / "data/cmedmrc/dev.json")[0]
-            figures["cpu_latency_seconds"] = {
-                name: round(latency(args.out / f"{name}_seed{args.seeds[0]}" / "best", example), 3)
-                for name in ("baseline", "cmedbert")}
-        figures["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    write_result("fusion_vs_baseline" if not args.step_only else "fusion_step", figures)
+    if args.step_only:
+        write_result("fusion_step", figures)
+        return
+    figures["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    table: dict[str, dict[str, list[float]]] = {}
+    lambdas: dict[str, list[float]] = {}
+    seconds: dict[str, list[float]] = {}
+    for seed in args.seeds:  # seed-major, results written after every run: an interrupted run keeps whole seeds
+        for name in args.variants:
+            model_type, flags = VARIANTS[name]
+            config = TrainConfig(
+                encoder=args.encoder, init_from=args.init_from, train=[SHARED / "data/cmedmrc/dev.json"],
+                split_by_passage=0.8, seed=seed, out=args.out / f"{name}_seed{seed}", epochs=args.epochs,
+                lr=args.lr, batch_size=args.batch_size, negative_windows=args.negative_windows, progress=False,
+                precision=args.precision, features=FeatureConfig(max_seq_length=args.max_seq_length),
+                model=ModelConfig(model_type=model_type, support_weight=0.5,
+                                  fusion={**fusion, **flags} if model_type == "cmedbert" else {}))
+            result = train_mrc(config)
+            best = result.best_metrics["overall"]
+            row = table.setdefault(name, {})
+            for key in ("em", "f1", "support_em", "support_f1"):
+                row.setdefault(key, []).append(best.get(key, 0.0))
+            lambdas.setdefault(name, []).append(result.history[-1]["train_lambda"])
+            seconds.setdefault(name, []).append(round(sum(h["seconds"] for h in result.history), 1))
+            if name == "cmedbert" and seed == args.seeds[0]:
+                _, held_out = load_examples(config)
+                figures["links_and_attention"] = attention_statistics(result.out / "best", held_out,
+                                                                      args.precision)
+            figures.update(summarise(table), train_lambda_last_epoch=lambdas, train_seconds=seconds)
+            write_result("fusion_vs_baseline", figures)
+    example = read_dataset(SHARED / "data/cmedmrc/dev.json")[0]
+    figures["cpu_latency_seconds"] = {  # fp32, one question + passage, median of 5
+        name: round(latency(args.out / f"{name}_seed{args.seeds[0]}" / "best", example), 3)
+        for name in ("baseline", "cmedbert") if name in args.variants}
+    write_result("fusion_vs_baseline", figures)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ class EmbeddingConfig(BaseModel):
     # evaluation
     eval_max_triples: int | None = Field(None, description="evaluate on this many test triples (seeded sample)")
     eval_batch_size: int = 256
+    eval_memory_mb: int = Field(1024, ge=16, description="memory for scoring one evaluation batch (sliced to fit)")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, ...")
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
     resume: bool = Field(True, description="continue from OUT/checkpoint when it matches this config")
@@ -114,19 +115,29 @@ def build_model(config: EmbeddingConfig, train: TriplesFactory, paths: PathSet |
 
 
 def evaluate(model: torch.nn.Module, test: TriplesFactory, filter_with: list[TriplesFactory], *,
-             max_triples: int | None, batch_size: int, seed: int, progress: bool) -> dict[str, float]:
+             max_triples: int | None, batch_size: int, seed: int, progress: bool,
+             slice_size: int | None = None) -> dict[str, float]:
     """Filtered (realistic) MRR and Hits@1/3/10 over head and tail prediction."""
     mapped = test.mapped_triples
     if max_triples is not None and len(mapped) > max_triples:
         gen = torch.Generator().manual_seed(seed)
         mapped = mapped[torch.randperm(len(mapped), generator=gen)[:max_triples]]
     evaluator = RankBasedEvaluator(filtered=True)
-    result = evaluator.evaluate(model, mapped, batch_size=batch_size, use_tqdm=progress,
+    result = evaluator.evaluate(model, mapped, batch_size=batch_size, slice_size=slice_size, use_tqdm=progress,
                                 additional_filter_triples=[f.mapped_triples for f in filter_with])
     metrics = {"mrr": result.get_metric("both.realistic.inverse_harmonic_mean_rank"),
                **{f"hits@{k}": result.get_metric(f"both.realistic.hits_at_{k}") for k in (1, 3, 10)}}
     metrics["num_test_triples"] = len(mapped)
     return {k: float(v) for k, v in metrics.items()}
+
+
+def eval_slice_size(config: EmbeddingConfig, num_entities: int) -> int | None:
+    """Entities scored at once in evaluation: scoring a batch against all entities materialises
+    ``batch × entities × dim`` floats (h + r − t for every t), so the entities are sliced to fit
+    ``eval_memory_mb`` (None = no slicing needed). Smaller batches would instead repeat the filter pass."""
+    per_entity = 4 * config.eval_batch_size * max(config.dim, config.relation_dim or config.dim)
+    fit = config.eval_memory_mb * 2**20 // per_entity
+    return None if fit >= num_entities else max(1, fit)
 
 
 def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
@@ -153,7 +164,7 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
     loop_cls = PTransETrainingLoop if config.model == "ptranse" else SLCWATrainingLoop
     loop = loop_cls(model=model, triples_factory=train, optimizer=optimizer, negative_sampler="basic",
                     negative_sampler_kwargs={"num_negs_per_pos": config.num_negs_per_pos})
-    run_only = {"out", "resume", "progress", "epochs", "device", "eval_max_triples", "eval_batch_size",
+    run_only = {"out", "resume", "progress", "epochs", "device", "eval_max_triples", "eval_batch_size", "eval_memory_mb",
                 "checkpoint_every"}
     fingerprint = f"{snapshot.checksum}:{config.model_dump_json(exclude=run_only)}"
     start, losses = 0, []
@@ -176,7 +187,9 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
             save_checkpoint(config.out / "checkpoint", model, loop.optimizer, fingerprint,
                             {"epoch": epoch, "losses": losses})
     metrics = evaluate(model, test, [train, valid], max_triples=config.eval_max_triples,
-                       batch_size=config.eval_batch_size, seed=config.seed, progress=config.progress)
+                       batch_size=config.eval_batch_size,
+                       slice_size=eval_slice_size(config, snapshot.num_entities), seed=config.seed,
+                       progress=config.progress)
     seconds_per_epoch = float(np.mean(epoch_seconds)) if epoch_seconds else None
     log.info("%s: MRR %.4f, Hits@10 %.4f, %s s/epoch", config.model, metrics["mrr"], metrics["hits@10"],
              f"{seconds_per_epoch:.1f}" if seconds_per_epoch is not None else "-")

@@ -99,13 +99,13 @@ class BaselineMRC(nn.Module):
                               token_type_ids=token_type_ids).last_hidden_state
         o, details = self.represent(hidden, batch)
         o = self.dropout(o)
-        start_logits, end_logits = self.span(o).unbind(-1)
+        start_logits, end_logits = self.span(o).float().unbind(-1)  # fp32 logits and losses under autocast
         answerable = context_mask.clone()
         answerable[:, 0] = True  # [CLS] = "not in this window"
         neg = torch.finfo(start_logits.dtype).min
         start_logits = start_logits.masked_fill(~answerable, neg)
         end_logits = end_logits.masked_fill(~answerable, neg)
-        support_logits = self.support(o).squeeze(-1)
+        support_logits = self.support(o).squeeze(-1).float()
         out = MRCOutput(start_logits, end_logits, support_logits, details=details)
         if start_positions is not None and end_positions is not None:
             ce = nn.functional.cross_entropy

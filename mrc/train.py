@@ -7,6 +7,7 @@ tune the support threshold, keep the best model (``OUT/best``) by answer F1; ``O
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -64,6 +65,8 @@ class TrainConfig(BaseModel):
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
     device: str = "auto"
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16 = bfloat16 autocast of forward passes (CPUs with AVX512-BF16/AMX, Ampere+ GPUs)")
     resume: bool = True
     progress: bool = True
     answer_policy: Literal["repair", "strict"] = "repair"
@@ -131,17 +134,25 @@ def collate(features: Sequence[Feature], pad_id: int, with_labels: bool) -> dict
         batch["support_labels"] = support
     return batch
 
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Forward passes in bfloat16 where ``precision`` is bf16 (weights, optimiser and losses stay fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
 
 @torch.no_grad()
 def predict_features(model: BaselineMRC, features: Sequence[Feature], pad_id: int, batch_size: int,
-                     device: torch.device, progress: bool = False) -> tuple[list, list, list, list]:
+                     device: torch.device, progress: bool = False, precision: str = "fp32"
+                     ) -> tuple[list, list, list, list]:
     """Per window: start logits, end logits, support probabilities and model details (numpy, unpadded)."""
     model.eval()
     starts, ends, supports, details = [], [], [], []
     for i in tqdm(range(0, len(features), batch_size), desc="predicting", disable=not progress):
         chunk = features[i:i + batch_size]
         batch = {k: v.to(device) for k, v in collate(chunk, pad_id, with_labels=False).items()}
-        out = model(**batch)
+        with autocast(device, precision):
+            out = model(**batch)
         for j, f in enumerate(chunk):
             m = len(f.input_ids)
             starts.append(out.start_logits[j, :m].float().cpu().numpy())
@@ -156,7 +167,7 @@ def evaluate_model(model: BaselineMRC, tokenizer: Any, examples: list[Example], 
                    ) -> tuple[dict[str, Any], dict[str, Prediction], float]:
     """(metrics, predictions, τ): τ is tuned on ``examples`` unless ``support_threshold`` is given."""
     starts, ends, supports, _ = predict_features(model, features, tokenizer.pad_token_id, config.eval_batch_size,
-                                                 device, config.progress)
+                                                 device, config.progress, config.precision)
     predictions = postprocess(examples, features, starts, ends, supports, n_best=config.n_best,
                               max_answer_length=config.max_answer_length,
                               support_threshold=support_threshold if support_threshold is not None else 0.5)
@@ -250,7 +261,7 @@ def train_mrc(config: TrainConfig) -> TrainResult:
     steps_per_epoch = math.ceil(len(train_features) / (config.batch_size * config.grad_accum))
     total_steps = steps_per_epoch * config.epochs
     warmup = int(config.warmup_ratio * total_steps)
-    fingerprint = config.model_dump_json(exclude={"epochs", "resume", "progress", "out", "device",
+    fingerprint = config.model_dump_json(exclude={"epochs", "resume", "progress", "out", "device", "precision",
                                                   "eval_batch_size", "max_eval_examples"})
     start_epoch, step, history, best = 0, 0, [], None
     if config.resume and (state := load_checkpoint(out / "checkpoint", model, optimizer, fingerprint)):
@@ -267,7 +278,8 @@ def train_mrc(config: TrainConfig) -> TrainResult:
         for k, i in enumerate(bar):
             batch = collate([train_features[j] for j in order[i:i + config.batch_size]], tokenizer.pad_token_id,
                             with_labels=True)
-            output = model(**{key: v.to(device) for key, v in batch.items()})
+            with autocast(device, config.precision):
+                output = model(**{key: v.to(device) for key, v in batch.items()})
             (output.loss / config.grad_accum).backward()
             losses["loss"].append(output.loss.item())
             losses["answer"].append(output.answer_loss.item())

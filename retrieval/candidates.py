@@ -5,9 +5,9 @@ CMedBERT paper, segmented with the index's user dictionary. Two segmenters give 
 inside out-of-vocabulary stretches:
   * ``posseg`` — jieba.posseg, whose POS-HMM tags unknown words (~60k chars/s);
   * ``fast`` — jieba.cut plus the POS dictionary; the unknown words that jieba.cut's HMM found are split and
-    tagged by the POS-HMM (memoised per word) only when ``keep_unknown`` keeps them (the linker's ``hybrid`` mode
-    keeps those that can link at all; its ``fast`` mode none, tagging them x). ``bench/linking.py`` measures
-    how often each agrees with the plain pipeline on linked spans.
+    tagged by the POS-HMM (decoded with numpy, memoised per word) only when ``keep_unknown`` keeps them (the
+    linker's ``hybrid`` mode keeps those that can link at all; its ``fast`` mode none, tagging them x).
+    ``bench/linking.py`` measures how often each agrees with the plain pipeline on linked spans.
 English: scispaCy's tokenizer on a blank pipeline; candidates are the maximal runs of content tokens between
 stop words and punctuation ("noun-phrase heuristic") and their sub-n-grams for exact matching.
 """
@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
+
+from retrieval.pos_hmm import NumpyPOSTokenizer
 
 _NUMERIC = re.compile(r"^[0-9０-９.．%％]+$")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -26,8 +27,7 @@ KeepUnknown = Callable[[list[str]], set[str]]
 _LATIN = re.compile(r"^[A-Za-z0-9]+$")
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
     start: int
     end: int
     text: str
@@ -46,24 +46,30 @@ class ChineseCandidates:
         self.tokenizer = jieba.Tokenizer()
         if userdict is not None:
             self.tokenizer.load_userdict(str(userdict))
-        self.pos_tokenizer = jieba.posseg.POSTokenizer(self.tokenizer)
+        # the reference pipeline is jieba's own; the fast one decodes its POS-HMM with numpy (same output)
+        pos_tokenizer = jieba.posseg.POSTokenizer if segmenter == "posseg" else NumpyPOSTokenizer
+        self.pos_tokenizer = pos_tokenizer(self.tokenizer)
         self.pos_tokenizer.makesure_userdict_loaded()
         self.pos_prefixes = pos_prefixes
         self.segmenter = segmenter
         self._oov: dict[str, list[tuple[str, str]]] = {}
 
-    def tagged_words(self, text: str, keep_unknown: KeepUnknown | None = None) -> list[tuple[str, str]]:
-        """(word, POS) covering ``text`` in order.
+    def tagged_many(self, texts: list[str], keep_unknown: KeepUnknown | None = None) -> list[list[tuple[str, str]]]:
+        """(word, POS) covering each text in order.
 
-        Fast path: words unknown to the POS dictionary go through the POS-HMM only if ``keep_unknown`` (given
-        all of them) keeps them — the linker keeps those that could link at all; the rest are tagged x.
+        Fast path: words unknown to the POS dictionary go through the POS-HMM only if ``keep_unknown`` (called
+        once with the unknown words of all ``texts``) keeps them — the linker keeps those that could link at
+        all; the rest are tagged x.
         """
         if self.segmenter == "posseg":
-            return [(p.word, p.flag) for p in self.pos_tokenizer.cut(text)]
+            return [[(p.word, p.flag) for p in self.pos_tokenizer.cut(text)] for text in texts]
         tags = self.pos_tokenizer.word_tag_tab
-        words = list(self.tokenizer.cut(text))
-        unknown = {w for w in words if w not in tags and _CJK.search(w) and not _NUMERIC.match(w)}
+        cut = [list(self.tokenizer.cut(text)) for text in texts]
+        unknown = {w for words in cut for w in words if w not in tags and _CJK.search(w) and not _NUMERIC.match(w)}
         keep = keep_unknown(sorted(unknown)) if keep_unknown is not None and unknown else unknown
+        return [self._tag(words, tags, keep) for words in cut]
+
+    def _tag(self, words: list[str], tags: dict[str, str], keep: set[str]) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         for word in words:
             tag = tags.get(word)
@@ -86,9 +92,13 @@ class ChineseCandidates:
             found = self._oov[word] = [(p.word, p.flag) for p in self.pos_tokenizer.cut(word)]
         return found
 
-    def extract(self, text: str, keep_unknown: KeepUnknown | None = None) -> list[Candidate]:
+    def extract_many(self, texts: list[str], keep_unknown: KeepUnknown | None = None) -> list[list[Candidate]]:
+        """Candidates of each text, with offsets into it."""
+        return [self._candidates(text, tagged) for text, tagged in zip(texts, self.tagged_many(texts, keep_unknown))]
+
+    def _candidates(self, text: str, tagged: list[tuple[str, str]]) -> list[Candidate]:
         found, pos = [], 0
-        for word, tag in self.tagged_words(text, keep_unknown):
+        for word, tag in tagged:
             start = pos if text.startswith(word, pos) else text.find(word, pos)
             if start < 0:  # jieba never drops characters; guard anyway
                 continue
@@ -114,8 +124,12 @@ class EnglishCandidates:
     def _content(self, token) -> bool:  # type: ignore[no-untyped-def]
         return not (token.is_punct or token.is_space or token.lower_ in self.stop)
 
-    def extract(self, text: str, keep_unknown: KeepUnknown | None = None) -> list[Candidate]:
-        doc = self.nlp(text)
+    def extract_many(self, texts: list[str], keep_unknown: KeepUnknown | None = None) -> list[list[Candidate]]:
+        """Candidates of each text (``keep_unknown`` is not used: English has no POS step)."""
+        return [self._candidates(doc) for doc in self.nlp.pipe(texts)]
+
+    def _candidates(self, doc) -> list[Candidate]:  # type: ignore[no-untyped-def]
+        text = doc.text
         runs, run = [], []
         for token in doc:
             if self._content(token):

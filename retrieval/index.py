@@ -16,6 +16,7 @@ import json
 import logging
 import zlib
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -53,7 +54,7 @@ class IndexConfig(BaseModel):
     progress: bool = True
 
 
-def hashed_ngram_vectors(names: list[list[str]], dim: int, order: int) -> np.ndarray:
+def hashed_ngram_vectors(names: Sequence[Sequence[str]], dim: int, order: int) -> np.ndarray:
     """L2-normalised ``[N, dim]`` float32 vectors: counts of unit n-grams (1..order) hashed by CRC32."""
     rows, cols = [], []
     for i, seq in enumerate(names):
@@ -95,17 +96,17 @@ class EntityIndex:
     snapshot_path: Path | None
     ngram: faiss.Index
     dense: faiss.Index | None = None
-    exact: dict[str, list[int]] = field(default_factory=dict)
-    name_units: list[list[str]] = field(default_factory=list)
+    exact: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    name_units: list[tuple[str, ...]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.exact:
             table: dict[str, list[int]] = defaultdict(list)
             for i, name in enumerate(self.names):
                 table[normalize(name)].append(i)
-            self.exact = dict(table)
+            self.exact = {k: tuple(v) for k, v in table.items()}  # tuples of ints: not tracked by the GC
         if not self.name_units:
-            self.name_units = [units(normalize(n), self.language) for n in self.names]
+            self.name_units = [tuple(units(normalize(n), self.language)) for n in self.names]
 
     @property
     def userdict(self) -> Path:

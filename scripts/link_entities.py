@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--id", help="question id in --data: links the question and its passage")
     p.add_argument("--store", type=Path, help="local store directory (neighbours from its running server)")
     p.add_argument("--uri", help="bolt:// URI of a store for neighbours (password from $NEO4J_PASSWORD)")
-    p.add_argument("--segmenter", choices=["fast", "posseg"])
+    p.add_argument("--segmenter", choices=["hybrid", "fast", "posseg"],
+                   help="hybrid (default): ≥99%% of posseg's links at ~2x its speed; fast: faster, ~97.6%%; "
+                        "posseg: jieba's POS-HMM throughout")
     p.add_argument("--top-k", type=int)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_common_args(p)

@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--doc-stride", type=int)
     p.add_argument("--support-weight", type=float, help="λ of the baseline")
     p.add_argument("--device", help="auto (default), cpu, cuda")
+    p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 autocast (about 1.6x faster on AVX512-BF16 CPUs)")
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     add_fusion_args(p)
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             "train": args.train, "validation": args.validation, "split_by_passage": args.split_by_passage,
             "out": args.out, "seed": args.seed, "epochs": args.epochs, "batch_size": args.batch_size,
             "lr": args.lr, "features.max_seq_length": args.max_seq_length, "features.doc_stride": args.doc_stride,
-            "model.support_weight": args.support_weight, "device": args.device,
+            "model.support_weight": args.support_weight, "device": args.device, "precision": args.precision,
             "resume": False if args.no_resume else None, "progress": False if args.no_progress else None,
             **fusion_flags(args)})
         result = train_mrc(config)

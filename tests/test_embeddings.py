@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from kg.embeddings import EmbeddingConfig, KGEmbeddings, split_snapshot, train_embeddings
+from kg.embeddings import EmbeddingConfig, KGEmbeddings, eval_slice_size, split_snapshot, train_embeddings
 from kg.pcra import PAD, extract_paths
 from kg.ptranse import PTransE
 from kg.snapshot import Snapshot, SnapshotError
@@ -69,6 +69,10 @@ def test_train_export_round_trip_and_resume(sample_snapshot: Path, tmp_path: Pat
     assert 0 <= first.metrics["mrr"] <= 1
     resumed = train_embeddings(config.model_copy(update={"epochs": 2}))
     assert len(resumed.losses) == 2 and resumed.losses[0] == first.losses[0]
+    # evaluation with entity slicing (large KGs: batch × entities × dim floats must fit eval_memory_mb) is exact
+    sliced = config.model_copy(update={"epochs": 2, "eval_batch_size": 4096, "eval_memory_mb": 16})
+    assert eval_slice_size(sliced, snap.num_entities) < snap.num_entities
+    assert train_embeddings(sliced).metrics == pytest.approx(resumed.metrics)
     emb = KGEmbeddings.load(tmp_path / model, snapshot_checksum=snap.checksum)
     assert emb.entity.shape == (snap.num_entities, 16) and emb.entity.dtype == torch.float32
     assert emb.relation.shape[0] == snap.num_relations

@@ -103,6 +103,23 @@ def test_dynamic_lambda_is_in_unit_interval_and_zero_for_negative_cosine() -> No
     assert value.item() == 0
 
 
+def test_bf16_autocast_keeps_fp32_logits_and_finite_gradients() -> None:
+    from mrc.train import autocast
+
+    model = tiny_model(lambda_grad=True).eval()  # no dropout: the bf16 and fp32 losses are comparable
+    ids = torch.full((2, 12, 3), -1)
+    ids[0, 7, :2] = torch.tensor([3, 5])
+    with autocast(torch.device("cpu"), "bf16"):
+        out = model(**batch(ids))
+    assert out.start_logits.dtype == torch.float32 and out.loss.dtype == torch.float32
+    assert torch.isfinite(out.loss) and not out.start_logits[:, 6:].isnan().any()
+    out.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    with torch.no_grad():
+        ref = model(**batch(ids)).loss
+    assert out.loss.item() == pytest.approx(ref.item(), rel=0.05)
+
+
 def test_fixed_lambda_ablation_uses_the_configured_weight() -> None:
     model = tiny_model(dynamic_lambda=False)
     model.config.support_weight = 0.3
@@ -135,7 +152,7 @@ def test_cli_trains_cmedbert_with_ablations_and_predicts_entities(tiny_encoder: 
     subprocess.run(common + ["--encoder", str(tiny_encoder), "--out", str(tmp_path / "base")], check=True)
     cmd = common + ["--model-type", "cmedbert", "--init-from", str(tmp_path / "base" / "best"),
                     "--index", str(sample_kg_assets["idx"]), "--embeddings", str(sample_kg_assets["emb"]),
-                    "--no-global", "--loops", "1", "--out", str(tmp_path / "run")]
+                    "--no-global", "--loops", "1", "--precision", "bf16", "--out", str(tmp_path / "run")]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     from mrc.model import load_model
 

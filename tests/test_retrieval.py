@@ -71,9 +71,33 @@ def test_full_width_and_odd_inputs(zh_index: EntityIndex) -> None:
 
 def test_segmenters_agree_on_dictionary_terms(zh_index: EntityIndex) -> None:
     text = "血小板无力症的患者常有鼻出血，糖尿病患者多尿，可服用二甲双胍。"
-    fast = {(l.start, l.end, l.entity_id) for l in EntityLinker(zh_index, LinkerConfig(segmenter="fast")).link(text)}
-    slow = {(l.start, l.end, l.entity_id) for l in EntityLinker(zh_index, LinkerConfig(segmenter="posseg")).link(text)}
-    assert fast == slow and fast
+    found = {segmenter: {(l.start, l.end, l.entity_id)
+                         for l in EntityLinker(zh_index, LinkerConfig(segmenter=segmenter)).link(text)}
+             for segmenter in ("fast", "hybrid", "posseg")}
+    assert found["fast"] == found["hybrid"] == found["posseg"] and found["fast"]
+
+
+def test_numpy_pos_hmm_decodes_exactly_like_jieba() -> None:
+    import json
+    import random
+    import re
+
+    import jieba.posseg
+    from jieba.posseg.viterbi import viterbi
+
+    from retrieval.pos_hmm import NumpyViterbi
+
+    data = json.loads((Path(__file__).parent.parent / "examples" / "sample_mrc.json").read_text(encoding="utf-8"))
+    text = "".join(p["context"] for d in data["data"] for p in d["paragraphs"])
+    runs = [r for r in re.findall(r"[\u4e00-\u9fff]+", text)]
+    rng = random.Random(0)
+    samples = {r[i:i + n] for r in runs for n in (1, 2, 3, 5, 8) for i in range(0, max(1, len(r) - n), 3)}
+    samples |= {"".join(rng.choice(text) for _ in range(6)) for _ in range(200)}  # unlikely strings, odd chars
+    samples = {s for s in samples if re.fullmatch(r"[\u4e00-\u9fff]+", s)}
+    decoder, p = NumpyViterbi(), jieba.posseg
+    mismatched = [s for s in sorted(samples)
+                  if decoder.decode(s) != viterbi(s, p.char_state_tab_P, p.start_P, p.trans_P, p.emit_P)[1]]
+    assert len(samples) > 300 and not mismatched
 
 
 def test_index_round_trip_and_wrong_snapshot_refused(zh_index: EntityIndex, tmp_path: Path) -> None:
