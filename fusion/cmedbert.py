@@ -40,6 +40,8 @@ class FusionConfig(BaseModel):
     lambda_grad: bool = Field(False, description="let gradients flow through λ (else λ is a stop-gradient weight)")
     loops: int = Field(2, ge=1, description="gated-loop iterations L")
     residual: bool = Field(False, description="hˡ⁺¹ = h⁰ + G ⊙ hˡ (stabilising variant)")
+    merge_residual: bool = Field(False, description="o = h + tanh(W_o[h; hᴸ]), W_o = 0 at the start: training "
+                                                     "starts from the baseline's function (stabilising variant)")
     linker: dict[str, Any] = Field(default_factory=dict, description="retrieval.linker.LinkerConfig overrides")
     cache_dir: str | None = Field(None, description="entity-input cache (default: INDEX/cache)")
 
@@ -62,7 +64,7 @@ class CMedBERT(BaselineMRC):
         self.local_attention = LocalEntityAttention(hidden, d_e)
         self.global_attention = GlobalEntityAttention(hidden, d_e)
         self.gate = GatedFusion(hidden, d_e, residual=self.fusion.residual)
-        self.merge = OutputMerge(hidden)
+        self.merge = OutputMerge(hidden, residual=self.fusion.merge_residual)
         self.dynamic_lambda = DynamicLambda(hidden)
         self._inputs: EntityInputs | None = None
 

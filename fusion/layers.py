@@ -67,14 +67,24 @@ class GatedFusion(nn.Module):
 
 
 class OutputMerge(nn.Module):
-    """o_i = σ(W_o[h_i; h_iᴸ]): the encoder state and the knowledge-fused state of each token."""
+    """o_i = σ(W_o[h_i; h_iᴸ]): the encoder state and the knowledge-fused state of each token.
 
-    def __init__(self, hidden: int) -> None:
+    ``residual`` (stabilising variant): o_i = h_i + tanh(W_o[h_i; h_iᴸ]) with W_o = 0 at the start, so the model
+    starts as the baseline's function (heads carried over from a baseline see the states they were trained on)
+    and learns how much knowledge to add.
+    """
+
+    def __init__(self, hidden: int, residual: bool = False) -> None:
         super().__init__()
         self.W_o = nn.Linear(2 * hidden, hidden)
+        self.residual = residual
+        if residual:
+            nn.init.zeros_(self.W_o.weight)
+            nn.init.zeros_(self.W_o.bias)
 
     def forward(self, h: torch.Tensor, h_fused: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.W_o(torch.cat([h, h_fused], dim=-1)))
+        merged = self.W_o(torch.cat([h, h_fused], dim=-1))
+        return h + torch.tanh(merged) if self.residual else torch.sigmoid(merged)
 
 
 class DynamicLambda(nn.Module):

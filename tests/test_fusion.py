@@ -87,6 +87,22 @@ def test_all_entities_masked_equals_the_empty_kg_path() -> None:
     assert torch.allclose(no_fusion(**b).start_logits, ref.start_logits)
 
 
+def test_zero_start_merge_begins_as_the_baseline_and_learns() -> None:
+    from mrc.model import BaselineMRC
+
+    model = tiny_model(merge_residual=True, lambda_grad=True).eval()
+    baseline = BaselineMRC(model.encoder, ModelConfig()).eval()
+    baseline.span.load_state_dict(model.span.state_dict())
+    baseline.support.load_state_dict(model.support.state_dict())
+    ids = torch.full((2, 12, 3), -1)
+    ids[0, 7, :2] = torch.tensor([3, 5])
+    b = batch(ids)
+    out, ref = model(**b), baseline(**{k: v for k, v in b.items() if k != "entity_ids"})
+    assert torch.allclose(out.start_logits, ref.start_logits) and torch.allclose(out.support_logits, ref.support_logits)
+    out.loss.backward()
+    assert model.merge.W_o.weight.grad.abs().sum() > 0  # the zero-initialised merge gets a gradient at once
+
+
 def test_dynamic_lambda_is_in_unit_interval_and_zero_for_negative_cosine() -> None:
     lam = DynamicLambda(16)
     context = torch.ones(3, 10, dtype=torch.bool)
