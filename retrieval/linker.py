@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal, NamedTuple
 
@@ -95,7 +95,7 @@ class EntityLinker:
         self._entity_units = self._unit_matrix(index.name_units, grow=True)
         self._entity_sizes = np.array([len(u) for u in index.name_units])
 
-    def _unit_matrix(self, names: list[list[str]], grow: bool = False) -> sparse.csr_matrix:
+    def _unit_matrix(self, names: Sequence[Sequence[str]], grow: bool = False) -> sparse.csr_matrix:
         """Binary rows over unit occurrences (u, k) — the k-th u of a name — so that the dot product of two rows
         is the multiset intersection size |U(c) ∩ U(e)| = Σ_u min(n_c(u), n_e(u)). Occurrences no entity has
         are dropped (``grow`` adds them: entity names only)."""
@@ -120,11 +120,12 @@ class EntityLinker:
     def _match_new(self, keys: list[str]) -> None:
         """Fill the cache for candidate keys not seen yet (one batched FAISS search)."""
         cfg = self.config
-        overlap_keys = [k for k in keys if len(units(k, self.index.language)) >= cfg.min_overlap_units]
+        key_units = {k: u for k in keys if len(u := units(k, self.index.language)) >= cfg.min_overlap_units}
+        overlap_keys = list(key_units)
         overlaps: dict[str, list[tuple[int, float]]] = {}
         if overlap_keys:
             _, ids = self.index.ngram.search(self.index.query_vectors(overlap_keys), cfg.faiss_candidates)
-            overlaps = self._overlaps(overlap_keys, ids)
+            overlaps = self._overlaps(overlap_keys, [key_units[k] for k in overlap_keys], ids)
         dense: dict[str, list[tuple[int, float]]] = {}
         if self.index.dense is not None and cfg.dense_threshold is not None and keys:
             from retrieval.dense import encode_names
@@ -142,10 +143,10 @@ class EntityLinker:
             ranked = sorted(matches.values(), key=lambda m: (m[1] != "exact", -m[2], m[0]))
             self._cache[key] = tuple((i, rule, round(score, 4)) for i, rule, score in ranked[: cfg.top_k])
 
-    def _overlaps(self, keys: list[str], ids: np.ndarray) -> dict[str, list[tuple[int, float]]]:
+    def _overlaps(self, keys: list[str], key_units: list[list[str]], ids: np.ndarray
+                  ) -> dict[str, list[tuple[int, float]]]:
         """The FAISS neighbours ``ids`` [Q, F] (-1 = none) of each key that pass the overlap rule, with their
         scores (vectorised)."""
-        key_units = [units(k, self.index.language) for k in keys]
         rows = np.repeat(np.arange(len(keys)), ids.shape[1])
         flat = ids.ravel()
         valid = flat >= 0
