@@ -3,7 +3,7 @@
 
 Examples:
   python scripts/train_kg_embeddings.py --kg kg_store/snapshot --model ptranse --dim 100 --epochs 50 --out emb/ptranse
-  python scripts/train_kg_embeddings.py --kg kg_store/snapshot --model transe --config configs/transe.yaml
+  python scripts/train_kg_embeddings.py --kg kg_store/snapshot --model transe --config configs/emb/transe.yaml
 """
 
 from __future__ import annotations
