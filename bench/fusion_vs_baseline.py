@@ -4,7 +4,10 @@
 Variants, same settings and seeds (the seed also draws the split): baseline, cmedbert, cmedbert_zero_start
 (output merge o = h + tanh(W[h; hᴸ]) starting at zero; not in the paper), and the ablations cmedbert
 --no-local, --no-global, --no-dynamic-lambda. The main comparison runs first over all seeds, then the ablations
-seed by seed; results are written after every run. Reports answer and support EM/F1 as mean ± std over seeds (a table like the paper's Table 5), link coverage
+seed by seed. Results are written after every run, keyed by variant and seed; a later invocation with the same
+settings skips the runs the results file already holds (``--fresh`` starts over).
+
+Reports answer and support EM/F1 as mean ± std over seeds (a table like the paper's Table 5), link coverage
 and attention statistics, the training-step time of CMedBERT vs the baseline on one batch (target ≤ 1.3×) and
 the CPU latency of one question+passage prediction. Target: CMedBERT answer EM ≥ baseline + 1.5.
 """
@@ -12,6 +15,8 @@ the CPU latency of one question+passage prediction. Target: CMedBERT answer EM �
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import statistics
 import time
 from pathlib import Path
@@ -20,7 +25,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from bench.common import SHARED, write_result
+from bench.common import RESULTS, SHARED, write_result
 from bench.mrc_step import step_seconds
 from kg.cli import setup_logging
 from mrc.data import read_dataset
@@ -37,6 +42,7 @@ VARIANTS = {
     "no_dynamic_lambda": ("cmedbert", {"dynamic_lambda": False}),
     "cmedbert_zero_start": ("cmedbert", {"merge_residual": True}),  # stabilising variant, not in the paper
 }
+RUN_ONLY = {"seeds", "variants", "step_only", "fresh"}  # settings that do not change a run's result
 
 
 def step_and_latency(encoder: str, fusion: dict, max_len: int, batch_size: int) -> dict[str, float]:
@@ -100,15 +106,31 @@ def attention_statistics(model_dir: Path, held_out: list, precision: str) -> dic
             "global_entities_per_window": mean(window_entities), "global_max_beta": mean(global_max)}
 
 
-def summarise(table: dict[str, dict[str, list[float]]]) -> dict[str, object]:
+def summarise(runs: dict[str, dict[str, dict[str, float]]]) -> dict[str, object]:
+    """Mean ± std over seeds per variant from ``runs[variant][seed]``, and CMedBERT − baseline answer EM."""
+    keys = ("em", "f1", "support_em", "support_f1")
+    table = {name: {k: [r[k] for _, r in sorted(by_seed.items(), key=lambda kv: int(kv[0]))] for k in keys}
+             for name, by_seed in runs.items()}
     figures: dict[str, object] = {
         "table": {name: {"seeds": len(row["em"]), **{k: f"{np.mean(v):.2f} ± {np.std(v):.2f}" for k, v in row.items()}}
-                  for name, row in table.items()},
-        "raw": table}
+                  for name, row in table.items()}}
     if "baseline" in table and "cmedbert" in table:
         figures["cmedbert_minus_baseline_em"] = round(float(np.mean(table["cmedbert"]["em"])
                                                             - np.mean(table["baseline"]["em"])), 2)
     return figures
+
+
+def previous_figures(settings: dict[str, object]) -> dict[str, object]:
+    """The results file's figures if it was written with the same training settings (seeds and variants aside)."""
+    path = RESULTS / "fusion_vs_baseline.json"
+    if not path.exists():
+        return {}
+    previous = json.loads(path.read_text())
+    same = {k: v for k, v in settings.items() if k not in RUN_ONLY}
+    if {k: v for k, v in previous.get("settings", {}).items() if k not in RUN_ONLY} != same:
+        logging.getLogger(__name__).warning("%s has other settings: starting over", path)
+        return {}
+    return previous
 
 
 def main() -> None:
@@ -127,6 +149,7 @@ def main() -> None:
     p.add_argument("--negative-windows", type=float, default=0.3)
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="training/evaluation autocast")
     p.add_argument("--step-only", action="store_true", help="only step time and latency")
+    p.add_argument("--fresh", action="store_true", help="ignore the runs already in the results file")
     args = p.parse_args()
     setup_logging("INFO")
     fusion = {"index": str(args.index), "embeddings": str(args.embeddings)}
@@ -135,16 +158,21 @@ def main() -> None:
     if args.step_only:
         write_result("fusion_step", figures)
         return
-    figures["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    table: dict[str, dict[str, list[float]]] = {}
-    lambdas: dict[str, list[float]] = {}
-    seconds: dict[str, list[float]] = {}
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    previous = {} if args.fresh else previous_figures(settings)
+    runs: dict[str, dict[str, dict[str, float]]] = previous.get("runs", {})  # type: ignore[assignment]
+    for key in ("links_and_attention", "cpu_latency_seconds"):
+        if key in previous:
+            figures[key] = previous[key]
+    figures["settings"] = settings
     main = [v for v in ("baseline", "cmedbert", "cmedbert_zero_start") if v in args.variants]
     order = [(seed, name) for name in main for seed in args.seeds] + \
             [(seed, name) for seed in args.seeds for name in args.variants if name not in main]
     # The comparison the target is about runs first, then the ablations seed by seed; results are written after
-    # every run, so a run stopped at a deadline keeps what it finished.
+    # every run, so a run stopped at a deadline keeps what it finished and the next invocation goes on from there.
     for seed, name in order:
+        if str(seed) in runs.get(name, {}):
+            continue
         model_type, flags = VARIANTS[name]
         config = TrainConfig(
             encoder=args.encoder, init_from=args.init_from, train=[SHARED / "data/cmedmrc/dev.json"],
@@ -155,11 +183,10 @@ def main() -> None:
                               fusion={**fusion, **flags} if model_type == "cmedbert" else {}))
         result = train_mrc(config)
         best = result.best_metrics["overall"]
-        row = table.setdefault(name, {})
-        for key in ("em", "f1", "support_em", "support_f1"):
-            row.setdefault(key, []).append(best.get(key, 0.0))
-        lambdas.setdefault(name, []).append(result.history[-1]["train_lambda"])
-        seconds.setdefault(name, []).append(round(sum(h["seconds"] for h in result.history), 1))
+        runs.setdefault(name, {})[str(seed)] = {
+            **{k: best.get(k, 0.0) for k in ("em", "f1", "support_em", "support_f1")},
+            "train_lambda_last_epoch": result.history[-1]["train_lambda"],
+            "train_seconds": round(sum(h["seconds"] for h in result.history), 1)}
         if name == "cmedbert" and seed == args.seeds[0]:
             _, held_out = load_examples(config)
             figures["links_and_attention"] = attention_statistics(result.out / "best", held_out,
@@ -168,7 +195,7 @@ def main() -> None:
             figures["cpu_latency_seconds"] = {  # fp32, one question + passage, median of 5
                 variant: round(latency(args.out / f"{variant}_seed{seed}" / "best", example), 3)
                 for variant in ("baseline", "cmedbert") if variant in args.variants}
-        figures.update(summarise(table), train_lambda_last_epoch=lambdas, train_seconds=seconds)
+        figures.update(summarise(runs), runs=runs)
         write_result("fusion_vs_baseline", figures)
 
 
