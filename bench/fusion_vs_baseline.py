@@ -43,6 +43,7 @@ VARIANTS = {
     "cmedbert_zero_start": ("cmedbert", {"merge_residual": True}),  # stabilising variant, not in the paper
 }
 RUN_ONLY = {"seeds", "variants", "step_only", "fresh"}  # settings that do not change a run's result
+METRICS = ("em", "f1", "support_em", "support_f1")
 
 
 def step_and_latency(encoder: str, fusion: dict, max_len: int, batch_size: int) -> dict[str, float]:
@@ -108,8 +109,7 @@ def attention_statistics(model_dir: Path, held_out: list, precision: str) -> dic
 
 def summarise(runs: dict[str, dict[str, dict[str, float]]]) -> dict[str, object]:
     """Mean ± std over seeds per variant from ``runs[variant][seed]``, and CMedBERT − baseline answer EM."""
-    keys = ("em", "f1", "support_em", "support_f1")
-    table = {name: {k: [r[k] for _, r in sorted(by_seed.items(), key=lambda kv: int(kv[0]))] for k in keys}
+    table = {name: {k: [r[k] for _, r in sorted(by_seed.items(), key=lambda kv: int(kv[0]))] for k in METRICS}
              for name, by_seed in runs.items()}
     figures: dict[str, object] = {
         "table": {name: {"seeds": len(row["em"]), **{k: f"{np.mean(v):.2f} ± {np.std(v):.2f}" for k, v in row.items()}}
@@ -184,7 +184,7 @@ def main() -> None:
         result = train_mrc(config)
         best = result.best_metrics["overall"]
         runs.setdefault(name, {})[str(seed)] = {
-            **{k: best.get(k, 0.0) for k in ("em", "f1", "support_em", "support_f1")},
+            **{k: best.get(k, 0.0) for k in METRICS},
             "train_lambda_last_epoch": result.history[-1]["train_lambda"],
             "train_seconds": round(sum(h["seconds"] for h in result.history), 1)}
         if name == "cmedbert" and seed == args.seeds[0]:
