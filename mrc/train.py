@@ -275,6 +275,8 @@ def train_mrc(config: TrainConfig) -> TrainResult:
         losses: dict[str, list[float]] = {"loss": [], "answer": [], "support": [], "lambda": []}
         bar = tqdm(range(0, len(order), config.batch_size), desc=f"epoch {epoch}/{config.epochs}",
                    disable=not config.progress)
+        batches = math.ceil(len(order) / config.batch_size)
+        log_every = max(1, batches // 10)  # without a bar, a log line every tenth of an epoch
         for k, i in enumerate(bar):
             batch = collate([train_features[j] for j in order[i:i + config.batch_size]], tokenizer.pad_token_id,
                             with_labels=True)
@@ -294,6 +296,9 @@ def train_mrc(config: TrainConfig) -> TrainResult:
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
             bar.set_postfix(loss=f"{np.mean(losses['loss'][-20:]):.3f}")
+            if not config.progress and (k + 1) % log_every == 0:
+                log.info("epoch %d: batch %d/%d, loss %.3f, %.0f s", epoch, k + 1, batches,
+                         np.mean(losses["loss"][-log_every:]), time.perf_counter() - t0)
         record: dict[str, Any] = {"epoch": epoch, "seconds": round(time.perf_counter() - t0, 1),
                                   **{f"train_{k}": round(float(np.mean(v)), 4) for k, v in losses.items() if v}}
         if held_out:
