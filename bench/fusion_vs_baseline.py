@@ -32,7 +32,8 @@ from mrc.data import read_dataset
 from mrc.features import FeatureConfig, prepare_features
 from mrc.model import ModelConfig, build_model, load_model
 from mrc.predict import predict_one
-from mrc.train import TrainConfig, collate, load_examples, predict_features, train_mrc
+from mrc.inference import collate, predict_features
+from mrc.train import TrainConfig, load_examples, train_mrc
 
 VARIANTS = {
     "baseline": ("baseline", {}),

@@ -22,7 +22,8 @@ from kg.cli import setup_logging
 from mrc.data import read_dataset
 from mrc.features import FeatureConfig, prepare_features
 from mrc.model import ModelConfig, build_model
-from mrc.train import TrainConfig, collate, train_mrc
+from mrc.inference import collate
+from mrc.train import TrainConfig, train_mrc
 
 
 def step_comparison(encoder: str, max_len: int, batch_size: int) -> dict[str, float]:

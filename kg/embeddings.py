@@ -26,6 +26,7 @@ from pykeen.triples import TriplesFactory
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from common.device import resolve_device
 from kg.checkpoint import load_checkpoint, save_checkpoint
 from kg.io import atomic_path, atomic_write_text
 from kg.pcra import PathSet, extract_paths
@@ -80,12 +81,6 @@ class EmbeddingResult:
     path_stats: dict[str, float]
     losses: list[float]
     out: Path
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def triples_factory(snapshot: Snapshot) -> TriplesFactory:

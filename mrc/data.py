@@ -111,12 +111,14 @@ def parse_support(raw: Any) -> list[int] | None:
 
 def _align(context: str, answer: dict[str, Any], qid: str, path: Path, policy: str,
            report: ReadReport) -> Answer | None:
+    if not isinstance(answer, dict):
+        raise DataError(f"{path}: question {qid}: an answer is {type(answer).__name__}, expected an object")
     text = answer.get("text")
     if not isinstance(text, str) or not text:
         raise DataError(f"{path}: question {qid}: answer without text")
     try:
         start = int(float(answer.get("answer_start", -1)))
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError) as err:
         raise DataError(f"{path}: question {qid}: answer_start {answer.get('answer_start')!r} is not a number") from err
     if 0 <= start and context[start:start + len(text)] == text:
         return _trimmed(text, start)
@@ -153,6 +155,8 @@ def read_dataset(path: Path, *, answer_policy: Literal["repair", "strict"] = "re
     """All questions of a SQuAD-layout file (CMedMRC, CMRC 2018, SQuAD 1.1/2.0)."""
     path = Path(path)
     report = report if report is not None else ReadReport()
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a SQuAD-layout JSON file")
     try:
         raw = json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError as err:
@@ -165,13 +169,13 @@ def read_dataset(path: Path, *, answer_policy: Literal["repair", "strict"] = "re
         raise DataError(f"{path}: expected a SQuAD-format object with a 'data' list")
     examples: list[Example] = []
     for a, article in enumerate(raw["data"]):
-        for p, para in enumerate(article.get("paragraphs") or []):
+        for p, para in enumerate(_objects(article, "paragraphs", path, f"data[{a}]")):
             context = para.get("context")
             if not isinstance(context, str) or not context:
                 raise DataError(f"{path}: data[{a}].paragraphs[{p}] has no context")
             passage_id = str(para.get("id") or f"{article.get('id', a)}_{p}")
             spans = sentence_spans(context)
-            for q_index, qa in enumerate(para.get("qas") or []):
+            for q_index, qa in enumerate(_objects(para, "qas", path, f"data[{a}].paragraphs[{p}]")):
                 example = _example(qa, context, passage_id, spans, path, f"data[{a}].paragraphs[{p}].qas[{q_index}]",
                                    answer_policy, support_policy, report)
                 if example is not None:
@@ -182,6 +186,19 @@ def read_dataset(path: Path, *, answer_policy: Literal["repair", "strict"] = "re
         raise DataError(f"{path}: duplicate question ids: {', '.join(dup[:5])}")
     log.info("read %s: %d questions; %s", path, len(examples), report.as_dict())
     return examples
+
+
+def _objects(parent: Any, key: str, path: Path, where: str) -> list[dict[str, Any]]:
+    """``parent[key]``, checked to be a list of JSON objects (a missing or null key is an empty list)."""
+    if not isinstance(parent, dict):
+        raise DataError(f"{path}: {where} is {type(parent).__name__}, expected an object")
+    items = parent.get(key) or []
+    if not isinstance(items, list):
+        raise DataError(f"{path}: {where}.{key} is {type(items).__name__}, expected a list")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise DataError(f"{path}: {where}.{key}[{i}] is {type(item).__name__}, expected an object")
+    return items
 
 
 def _example(qa: dict[str, Any], context: str, passage_id: str, spans: list[tuple[int, int]], path: Path,
@@ -200,6 +217,8 @@ def _example(qa: dict[str, Any], context: str, passage_id: str, spans: list[tupl
         raise DataError(f"{path}: question {qid}: missing field 'answers'")
     impossible = bool(qa.get("is_impossible", False))
     raw_answers = qa["answers"] or []
+    if not isinstance(raw_answers, list):
+        raise DataError(f"{path}: {where}.answers (question {qid}) is {type(raw_answers).__name__}, expected a list")
     answers = [a for a in (_align(context, x, qid, path, answer_policy, report) for x in raw_answers) if a]
     support = parse_support(qa.get("support sentence"))
     if "support sentence" in qa:
@@ -230,3 +249,38 @@ def _check_support(support: list[int] | None, answers: list[Answer], spans: list
         return [holding]
     report.support["dropped"] += 1
     return None
+
+
+def read_predictions(path: Path) -> dict[str, dict[str, str]]:
+    """A predictions file: ``{id: answer}`` or ``{id: {"answer": …, "support": …}}`` → ``{id: {…}}``.
+
+    ``null`` answers and supports read as ""; any other non-string value is a :class:`DataError` naming the
+    question id (the official scripts would silently score ``str(value)``).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a predictions JSON file")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError as err:
+        raise DataError(f"{path}: no such file") from err
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from err
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 ({err.reason} at byte {err.start})") from err
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: expected an object keyed by question id, got {type(raw).__name__}")
+    out: dict[str, dict[str, str]] = {}
+    for qid, value in raw.items():
+        fields = value if isinstance(value, dict) else {"answer": value}
+        pred: dict[str, str] = {}
+        for key in ("answer", "support"):
+            if key not in fields:
+                continue
+            text = fields[key]
+            if text is not None and not isinstance(text, str):
+                raise DataError(f"{path}: question {qid}: {key} is {type(text).__name__} {str(text)[:40]!r}, "
+                                "expected a string or null")
+            pred[key] = text or ""
+        out[qid] = pred
+    return out

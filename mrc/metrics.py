@@ -1,51 +1,67 @@
-"""MRC metrics. Chinese answers are scored CMRC 2018 style, English answers SQuAD style; both max over golds.
+"""MRC metrics, chosen per dataset (never per gold string): CMRC 2018 for Chinese, SQuAD for English.
 
-CMRC 2018: lower-case, drop punctuation and spaces; tokens are single CJK characters and runs of other
-characters (Latin words, numbers). EM compares the cleaned strings; F1 = 2PR/(P+R) with P = |LCS|/|pred|,
-R = |LCS|/|gold| where LCS is the longest common *substring* of the two token lists.
-SQuAD: lower-case, drop punctuation and articles (a, an, the); EM on the normalised string, F1 on the bag of
-whitespace tokens.
+CMRC 2018 (the logic of its official ``cmrc2018_evaluate.py``): text is lower-cased and stripped; the characters
+of :data:`CMRC_PUNCTUATION` are dropped *without* splitting; each CJK character (U+4E00–U+9FA5) is one token and
+each run of other characters is split by NLTK's word tokenizer. F1 = 2PR/(P+R) with P = |LCS|/|pred| and
+R = |LCS|/|gold|, LCS the longest common *substring* of the two token lists; EM compares the lower-cased,
+stripped strings with the punctuation dropped. Both take the max over the gold answers.
+SQuAD: lower-case, drop ASCII punctuation and articles (a, an, the); EM on the normalised string, F1 on the bag of
+whitespace tokens; max over golds.
 """
 
 from __future__ import annotations
 
 import re
 import string
-import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any, Literal
+
+from nltk.tokenize import NLTKWordTokenizer
 
 from mrc.data import sentence_spans
 from retrieval.text import is_chinese
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+Metric = Literal["cmrc", "squad"]
+MetricChoice = Literal["auto", "cmrc", "squad"]
+
+#: The characters the official CMRC 2018 script removes (its ``sp_char``; its two-character "……" never
+#: matches a single character, so "…" is kept, as there).
+CMRC_PUNCTUATION = frozenset("-:_*^/\\~`+=，。：？！“”；’《》·、「」（）－～『』")
+_CMRC_CJK = re.compile(r"[\u4e00-\u9fa5]")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_EXTRA_PUNCT = set("，。：？！；、“”‘’（）《》【】『』「」〈〉…—－～·￥﹑．")
+_SQUAD_PUNCT = frozenset(string.punctuation)
+_WORDS = NLTKWordTokenizer()
 
 
-def _is_punct(ch: str) -> bool:
-    return ch in string.punctuation or ch in _EXTRA_PUNCT or unicodedata.category(ch).startswith("P")
+@lru_cache(maxsize=65536)
+def _latin_tokens(run: str) -> tuple[str, ...]:
+    return tuple(_WORDS.tokenize(run))
 
 
 def cmrc_tokens(text: str) -> list[str]:
-    """Lower-cased tokens without punctuation or spaces: CJK characters one by one, other runs whole."""
-    out, run = [], ""
-    for ch in text.lower():
-        if _is_punct(ch) or ch.isspace():
+    """CMRC 2018 mixed segmentation with punctuation removed: CJK characters one by one, other runs by NLTK."""
+    out: list[str] = []
+    run = ""
+    for ch in str(text).lower().strip():
+        if ch in CMRC_PUNCTUATION:
+            continue
+        if _CMRC_CJK.match(ch):
             if run:
-                out.append(run)
-                run = ""
-        elif _CJK.match(ch):
-            if run:
-                out.append(run)
+                out.extend(_latin_tokens(run))
                 run = ""
             out.append(ch)
         else:
             run += ch
     if run:
-        out.append(run)
+        out.extend(_latin_tokens(run))
     return out
+
+
+def cmrc_clean(text: str) -> str:
+    """The string CMRC 2018 compares for EM: lower-cased, stripped, its punctuation dropped (spaces kept)."""
+    return "".join(ch for ch in str(text).lower().strip() if ch not in CMRC_PUNCTUATION)
 
 
 def longest_common_substring(a: Sequence[str], b: Sequence[str]) -> int:
@@ -63,8 +79,9 @@ def longest_common_substring(a: Sequence[str], b: Sequence[str]) -> int:
 
 
 def cmrc_em_f1(prediction: str, gold: str) -> tuple[float, float]:
+    """(EM, F1) of one prediction against one gold answer, CMRC 2018 style."""
     p, g = cmrc_tokens(prediction), cmrc_tokens(gold)
-    em = float("".join(p) == "".join(g))
+    em = float(cmrc_clean(prediction) == cmrc_clean(gold))
     lcs = longest_common_substring(p, g)
     if lcs == 0:
         return em, 0.0
@@ -73,7 +90,7 @@ def cmrc_em_f1(prediction: str, gold: str) -> tuple[float, float]:
 
 
 def squad_normalize(text: str) -> str:
-    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    text = "".join(ch for ch in text.lower() if ch not in _SQUAD_PUNCT)
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
@@ -87,33 +104,51 @@ def squad_em_f1(prediction: str, gold: str) -> tuple[float, float]:
     return em, 2 * precision * recall / (precision + recall)
 
 
-def em_f1(prediction: str, golds: Iterable[str]) -> tuple[float, float]:
-    """Best (EM, F1) over the gold answers; the language of each gold picks the metric."""
+SCORERS: dict[str, Callable[[str, str], tuple[float, float]]] = {"cmrc": cmrc_em_f1, "squad": squad_em_f1}
+
+
+def em_f1(prediction: str, golds: Iterable[str], metric: Metric) -> tuple[float, float]:
+    """Best (EM, F1) over the gold answers with the dataset's ``metric``."""
+    score = SCORERS[metric]
     best_em, best_f1 = 0.0, 0.0
     for gold in golds:
-        em, f1 = (cmrc_em_f1 if is_chinese(gold) else squad_em_f1)(prediction, gold)
+        em, f1 = score(prediction, gold)
         best_em, best_f1 = max(best_em, em), max(best_f1, f1)
     return best_em, best_f1
 
 
-def evaluate_predictions(examples: Sequence[Any], predictions: Mapping[str, Any]) -> dict[str, Any]:
+def dataset_metric(examples: Sequence[Any], choice: MetricChoice = "auto") -> Metric:
+    """The metric of a dataset: ``choice`` unless "auto", then CMRC 2018 when most passages are Chinese."""
+    if choice != "auto":
+        return choice
+    passages = {ex.passage_id: ex.context for ex in examples}
+    chinese = sum(is_chinese(text) for text in passages.values())
+    return "cmrc" if passages and chinese >= len(passages) / 2 else "squad"
+
+
+def evaluate_predictions(examples: Sequence[Any], predictions: Mapping[str, Any],
+                         metric: MetricChoice = "auto") -> dict[str, Any]:
     """Answer and support EM/F1 (×100), overall and per question type and context type.
 
     ``predictions`` maps question id → answer text, or → ``{"answer": str, "support": str}``. Support is
     scored only for questions with gold support and a predicted support text; a missing prediction scores 0.
+    One metric scores the whole dataset (``dataset_metric``); the report names it.
     """
+    chosen = dataset_metric(examples, metric)
     rows: list[dict[str, Any]] = []
     for ex in examples:
         pred = predictions.get(ex.id)
         answer = pred.get("answer", "") if isinstance(pred, Mapping) else (pred or "")
-        em, f1 = em_f1(answer, ex.gold_texts or [""]) if not ex.is_impossible else (float(answer == ""),) * 2
+        em, f1 = em_f1(answer, ex.gold_texts or [""], chosen) if not ex.is_impossible else (float(answer == ""),) * 2
         row = {"em": em, "f1": f1, "question_type": ex.question_type, "context_type": ex.context_type}
         if ex.support is not None and isinstance(pred, Mapping) and "support" in pred:
             gold_support = support_text(ex.context, ex.support)
-            row["support_em"], row["support_f1"] = em_f1(pred.get("support") or "", [gold_support])
+            row["support_em"], row["support_f1"] = em_f1(pred.get("support") or "", [gold_support], chosen)
         rows.append(row)
-    report: dict[str, Any] = {"overall": _aggregate(rows), "missing_predictions":
-                              sum(ex.id not in predictions for ex in examples)}
+    ids = {ex.id for ex in examples}
+    report: dict[str, Any] = {"metric": chosen, "overall": _aggregate(rows),
+                              "missing_predictions": sum(ex.id not in predictions for ex in examples),
+                              "unknown_predictions": sorted(k for k in predictions if k not in ids)}
     for key in ("question_type", "context_type"):
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:

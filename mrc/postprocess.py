@@ -16,7 +16,7 @@ import numpy as np
 
 from mrc.data import Example, sentence_of, sentence_spans
 from mrc.features import Feature
-from mrc.metrics import em_f1, support_text
+from mrc.metrics import Metric, em_f1, support_text
 
 
 @dataclass
@@ -92,9 +92,9 @@ def select_support(pred: Prediction, context: str, threshold: float) -> None:
     pred.support = support_text(context, pred.support_sentences)
 
 
-def tune_support_threshold(examples: Sequence[Example], predictions: dict[str, Prediction],
+def tune_support_threshold(examples: Sequence[Example], predictions: dict[str, Prediction], metric: Metric,
                            grid: Sequence[float] = tuple(np.round(np.arange(0.1, 1.01, 0.05), 2))) -> float:
-    """τ maximising mean support F1 on ``examples`` (ties: the higher τ); predictions are updated with it."""
+    """τ maximising mean support F1 (``metric``) on ``examples`` (ties: the higher τ); predictions take it."""
     labelled = [ex for ex in examples if ex.support is not None and ex.id in predictions]
     if not labelled:
         return 0.5
@@ -103,7 +103,7 @@ def tune_support_threshold(examples: Sequence[Example], predictions: dict[str, P
         f1 = 0.0
         for ex in labelled:
             select_support(predictions[ex.id], ex.context, tau)
-            f1 += em_f1(predictions[ex.id].support, [support_text(ex.context, ex.support)])[1]
+            f1 += em_f1(predictions[ex.id].support, [support_text(ex.context, ex.support)], metric)[1]
         if f1 > best_f1 + 1e-9:
             best_tau, best_f1 = float(tau), f1
     for ex in examples:

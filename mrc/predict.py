@@ -12,7 +12,7 @@ from mrc.data import Example, sentence_spans
 from mrc.features import FeatureConfig, prepare_features
 from mrc.model import BaselineMRC
 from mrc.postprocess import postprocess
-from mrc.train import predict_features
+from mrc.inference import predict_features
 
 
 def predict_one(model: BaselineMRC, tokenizer: Any, saved: dict[str, Any], question: str, passage: str,

@@ -7,7 +7,6 @@ tune the support threshold, keep the best model (``OUT/best``) by answer F1; ``O
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -23,14 +22,14 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
+from common.device import resolve_device
 from kg.checkpoint import load_checkpoint, save_checkpoint
-from kg.embeddings import resolve_device
 from kg.io import atomic_write_text
 from mrc.data import Example, read_dataset
-from mrc.features import IGNORE, Feature, FeatureConfig, prepare_features
-from mrc.metrics import evaluate_predictions
+from mrc.features import FeatureConfig, prepare_features
+from mrc.inference import autocast, collate, evaluate_model
+from mrc.metrics import MetricChoice
 from mrc.model import BaselineMRC, ModelConfig, build_model, load_model, model_class, save_model
-from mrc.postprocess import Prediction, postprocess, tune_support_threshold
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +69,7 @@ class TrainConfig(BaseModel):
     resume: bool = True
     progress: bool = True
     answer_policy: Literal["repair", "strict"] = "repair"
+    metric: MetricChoice = Field("auto", description="auto: CMRC 2018 for Chinese data, SQuAD for English")
 
 
 @dataclass
@@ -102,79 +102,6 @@ def write_squad(examples: Sequence[Example], path: Path) -> None:
         para["qas"].append(qa)
     data = {"version": "kgmrc", "data": [{"title": pid, "paragraphs": [p]} for pid, p in paragraphs.items()]}
     atomic_write_text(path, json.dumps(data, ensure_ascii=False))
-
-
-def collate(features: Sequence[Feature], pad_id: int, with_labels: bool) -> dict[str, torch.Tensor]:
-    """Pad a batch to its longest window. Model-specific ``extra`` arrays are padded with -1."""
-    n = max(len(f.input_ids) for f in features)
-    batch: dict[str, Any] = {
-        "input_ids": torch.full((len(features), n), pad_id, dtype=torch.long),
-        "token_type_ids": torch.zeros((len(features), n), dtype=torch.long),
-        "attention_mask": torch.zeros((len(features), n), dtype=torch.long),
-        "context_mask": torch.zeros((len(features), n), dtype=torch.bool),
-    }
-    for i, f in enumerate(features):
-        m = len(f.input_ids)
-        batch["input_ids"][i, :m] = torch.tensor(f.input_ids)
-        batch["token_type_ids"][i, :m] = torch.tensor(f.token_type_ids)
-        batch["attention_mask"][i, :m] = 1
-        batch["context_mask"][i, :m] = torch.tensor([o is not None for o in f.offsets])
-    for key in features[0].extra:
-        arrays = [np.asarray(f.extra[key]) for f in features]
-        padded = np.full((len(features), n, *arrays[0].shape[1:]), -1, dtype=arrays[0].dtype)
-        for i, a in enumerate(arrays):
-            padded[i, : len(a)] = a
-        batch[key] = torch.from_numpy(padded)
-    if with_labels:
-        batch["start_positions"] = torch.tensor([f.start for f in features])
-        batch["end_positions"] = torch.tensor([f.end for f in features])
-        support = torch.full((len(features), n), IGNORE, dtype=torch.long)
-        for i, f in enumerate(features):
-            support[i, : len(f.support)] = torch.tensor(f.support)
-        batch["support_labels"] = support
-    return batch
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Forward passes in bfloat16 where ``precision`` is bf16 (weights, optimiser and losses stay fp32)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-@torch.no_grad()
-def predict_features(model: BaselineMRC, features: Sequence[Feature], pad_id: int, batch_size: int,
-                     device: torch.device, progress: bool = False, precision: str = "fp32"
-                     ) -> tuple[list, list, list, list]:
-    """Per window: start logits, end logits, support probabilities and model details (numpy, unpadded)."""
-    model.eval()
-    starts, ends, supports, details = [], [], [], []
-    for i in tqdm(range(0, len(features), batch_size), desc="predicting", disable=not progress):
-        chunk = features[i:i + batch_size]
-        batch = {k: v.to(device) for k, v in collate(chunk, pad_id, with_labels=False).items()}
-        with autocast(device, precision):
-            out = model(**batch)
-        for j, f in enumerate(chunk):
-            m = len(f.input_ids)
-            starts.append(out.start_logits[j, :m].float().cpu().numpy())
-            ends.append(out.end_logits[j, :m].float().cpu().numpy())
-            supports.append(torch.sigmoid(out.support_logits[j, :m]).float().cpu().numpy())
-            details.append({k: v[j].float().cpu().numpy() for k, v in out.details.items()})
-    return starts, ends, supports, details
-
-
-def evaluate_model(model: BaselineMRC, tokenizer: Any, examples: list[Example], features: list[Feature], *,
-                   config: TrainConfig, device: torch.device, support_threshold: float | None = None
-                   ) -> tuple[dict[str, Any], dict[str, Prediction], float]:
-    """(metrics, predictions, τ): τ is tuned on ``examples`` unless ``support_threshold`` is given."""
-    starts, ends, supports, _ = predict_features(model, features, tokenizer.pad_token_id, config.eval_batch_size,
-                                                 device, config.progress, config.precision)
-    predictions = postprocess(examples, features, starts, ends, supports, n_best=config.n_best,
-                              max_answer_length=config.max_answer_length,
-                              support_threshold=support_threshold if support_threshold is not None else 0.5)
-    tau = support_threshold if support_threshold is not None else tune_support_threshold(examples, predictions)
-    metrics = evaluate_predictions(examples, {k: p.as_dict() for k, p in predictions.items()})
-    metrics["support_threshold"] = tau
-    return metrics, predictions, tau
 
 
 def load_examples(config: TrainConfig) -> tuple[list[Example], list[Example]]:
@@ -302,8 +229,10 @@ def train_mrc(config: TrainConfig) -> TrainResult:
         record: dict[str, Any] = {"epoch": epoch, "seconds": round(time.perf_counter() - t0, 1),
                                   **{f"train_{k}": round(float(np.mean(v)), 4) for k, v in losses.items() if v}}
         if held_out:
-            metrics, predictions, tau = evaluate_model(model, tokenizer, held_out, held_features, config=config,
-                                                       device=device)
+            metrics, predictions, tau = evaluate_model(
+                model, tokenizer, held_out, held_features, device=device, batch_size=config.eval_batch_size,
+                precision=config.precision, n_best=config.n_best, max_answer_length=config.max_answer_length,
+                metric=config.metric, progress=config.progress)
             record["validation"] = metrics
             log.info("epoch %d: EM %.2f F1 %.2f support EM %.2f F1 %.2f (τ=%.2f)", epoch,
                      metrics["overall"].get("em", 0), metrics["overall"].get("f1", 0),

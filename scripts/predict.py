@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from kg.cli import setup_logging
-from kg.embeddings import resolve_device
+from common.device import resolve_device
 from mrc.model import load_model
 from mrc.predict import plot_probabilities, predict_one
 

@@ -120,7 +120,7 @@ def test_dynamic_lambda_is_in_unit_interval_and_zero_for_negative_cosine() -> No
 
 
 def test_bf16_autocast_keeps_fp32_logits_and_finite_gradients() -> None:
-    from mrc.train import autocast
+    from mrc.inference import autocast
 
     model = tiny_model(lambda_grad=True).eval()  # no dropout: the bf16 and fp32 losses are comparable
     ids = torch.full((2, 12, 3), -1)

@@ -1,0 +1,116 @@
+"""Inference over prepared windows: batching, forward passes, post-processing and scoring.
+
+Imported by training, evaluation and prediction alike; it needs neither the trainer nor PyKEEN.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from common.device import resolve_device
+from mrc.data import Example
+from mrc.features import IGNORE, Feature, FeatureConfig, prepare_features
+from mrc.metrics import MetricChoice, dataset_metric, evaluate_predictions
+from mrc.model import BaselineMRC, load_model
+from mrc.postprocess import Prediction, postprocess, tune_support_threshold
+
+
+def collate(features: Sequence[Feature], pad_id: int, with_labels: bool) -> dict[str, torch.Tensor]:
+    """Pad a batch to its longest window. Model-specific ``extra`` arrays are padded with -1."""
+    n = max(len(f.input_ids) for f in features)
+    batch: dict[str, Any] = {
+        "input_ids": torch.full((len(features), n), pad_id, dtype=torch.long),
+        "token_type_ids": torch.zeros((len(features), n), dtype=torch.long),
+        "attention_mask": torch.zeros((len(features), n), dtype=torch.long),
+        "context_mask": torch.zeros((len(features), n), dtype=torch.bool),
+    }
+    for i, f in enumerate(features):
+        m = len(f.input_ids)
+        batch["input_ids"][i, :m] = torch.tensor(f.input_ids)
+        batch["token_type_ids"][i, :m] = torch.tensor(f.token_type_ids)
+        batch["attention_mask"][i, :m] = 1
+        batch["context_mask"][i, :m] = torch.tensor([o is not None for o in f.offsets])
+    for key in features[0].extra:
+        arrays = [np.asarray(f.extra[key]) for f in features]
+        padded = np.full((len(features), n, *arrays[0].shape[1:]), -1, dtype=arrays[0].dtype)
+        for i, a in enumerate(arrays):
+            padded[i, : len(a)] = a
+        batch[key] = torch.from_numpy(padded)
+    if with_labels:
+        batch["start_positions"] = torch.tensor([f.start for f in features])
+        batch["end_positions"] = torch.tensor([f.end for f in features])
+        support = torch.full((len(features), n), IGNORE, dtype=torch.long)
+        for i, f in enumerate(features):
+            support[i, : len(f.support)] = torch.tensor(f.support)
+        batch["support_labels"] = support
+    return batch
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Forward passes in bfloat16 where ``precision`` is bf16 (weights, optimiser and losses stay fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+@torch.no_grad()
+def predict_features(model: BaselineMRC, features: Sequence[Feature], pad_id: int, batch_size: int,
+                     device: torch.device, progress: bool = False, precision: str = "fp32"
+                     ) -> tuple[list, list, list, list]:
+    """Per window: start logits, end logits, support probabilities and model details (numpy, unpadded)."""
+    model.eval()
+    starts, ends, supports, details = [], [], [], []
+    for i in tqdm(range(0, len(features), batch_size), desc="predicting", disable=not progress):
+        chunk = features[i:i + batch_size]
+        batch = {k: v.to(device) for k, v in collate(chunk, pad_id, with_labels=False).items()}
+        with autocast(device, precision):
+            out = model(**batch)
+        for j, f in enumerate(chunk):
+            m = len(f.input_ids)
+            starts.append(out.start_logits[j, :m].float().cpu().numpy())
+            ends.append(out.end_logits[j, :m].float().cpu().numpy())
+            supports.append(torch.sigmoid(out.support_logits[j, :m]).float().cpu().numpy())
+            details.append({k: v[j].float().cpu().numpy() for k, v in out.details.items()})
+    return starts, ends, supports, details
+
+
+def evaluate_model(model: BaselineMRC, tokenizer: Any, examples: list[Example], features: list[Feature], *,
+                   device: torch.device, batch_size: int = 16, precision: str = "fp32", n_best: int = 20,
+                   max_answer_length: int = 100, metric: MetricChoice = "auto",
+                   support_threshold: float | None = None, progress: bool = False
+                   ) -> tuple[dict[str, Any], dict[str, Prediction], float]:
+    """(metrics, predictions, τ): τ is tuned on ``examples`` unless ``support_threshold`` is given."""
+    starts, ends, supports, _ = predict_features(model, features, tokenizer.pad_token_id, batch_size, device,
+                                                 progress, precision)
+    predictions = postprocess(examples, features, starts, ends, supports, n_best=n_best,
+                              max_answer_length=max_answer_length,
+                              support_threshold=support_threshold if support_threshold is not None else 0.5)
+    chosen = dataset_metric(examples, metric)
+    tau = support_threshold if support_threshold is not None else tune_support_threshold(examples, predictions,
+                                                                                         chosen)
+    metrics = evaluate_predictions(examples, {k: p.as_dict() for k, p in predictions.items()}, chosen)
+    metrics["support_threshold"] = tau
+    return metrics, predictions, tau
+
+
+def evaluate_saved_model(path: Path, examples: list[Example], *, metric: MetricChoice = "auto",
+                         batch_size: int = 16, device: str = "auto"
+                         ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Score a saved model directory on ``examples`` with its saved windows, answer length and τ."""
+    model, tokenizer, saved = load_model(path)
+    torch_device = resolve_device(device)
+    model.to(torch_device)
+    features_cfg = FeatureConfig.model_validate(saved.get("features", {}))
+    features = prepare_features(examples, tokenizer, features_cfg)
+    model.attach_inputs(features, examples, tokenizer)
+    metrics, predictions, _ = evaluate_model(model, tokenizer, examples, features, device=torch_device,
+                                             batch_size=batch_size, metric=metric,
+                                             max_answer_length=saved.get("max_answer_length", 100),
+                                             support_threshold=saved.get("support_threshold", 0.5))
+    return metrics, {k: p.as_dict() for k, p in predictions.items()}
