@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kg import arcadedb
 from kg.io import atomic_path
-from kg.reader import TripleReader
+from kg.reader import KGInputError, TripleReader, check_inputs
 from kg.records import ReaderConfig, Rejected
 from kg.snapshot import export_snapshot
 from kg.store import GraphStore, LoadStats, StoreConfig
@@ -63,15 +63,22 @@ class BuildResult:
 
 @contextlib.contextmanager
 def open_store(config: BuildConfig) -> Iterator[GraphStore]:
-    """The configured remote store, or the local ArcadeDB server under ``config.store``."""
+    """The configured remote store, or the local ArcadeDB server under ``config.store`` (a build that writes
+    holds the store's writer lock, so concurrent builds on one store run one after the other)."""
     if config.connection.uri is not None:
         with GraphStore.from_config(config.connection) as store:
             yield store
         return
-    with arcadedb.local_server(config.store / "arcadedb", keep=config.keep_server) as info:
+    writes = bool(config.triples) or config.reset
+    with contextlib.ExitStack() as stack:
+        if writes:
+            stack.enter_context(arcadedb.writer_lock(config.store))
+        info = stack.enter_context(arcadedb.local_server(config.store / "arcadedb", keep=config.keep_server))
         with GraphStore.connect(info.uri, info.auth, arcadedb.DATABASE,
                                 batch_size=config.connection.batch_size,
-                                max_retries=config.connection.max_retries) as store:
+                                max_retries=config.connection.max_retries,
+                                retry_seconds=config.connection.retry_seconds,
+                                alive=lambda: arcadedb.pid_alive(info.pid)) as store:
             yield store
 
 
@@ -88,8 +95,11 @@ def load_fingerprint(paths: list[Path], reader: ReaderConfig, batch_size: int) -
 
 def load_triples(store: GraphStore, config: BuildConfig) -> BuildResult:
     """Read, filter and load ``config.triples``; rejected rows go to the rejects file (written atomically)."""
+    check_inputs(config.triples)
     reader = TripleReader(config.reader)
     load_id = load_fingerprint(config.triples, config.reader, store.batch_size)
+    failure: KGInputError | None = None
+    stats: LoadStats | None = None
     with atomic_path(config.rejects_file) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, delimiter="\t", lineterminator="\n")
         writer.writerow(["location", "reason", "text"])
@@ -97,12 +107,19 @@ def load_triples(store: GraphStore, config: BuildConfig) -> BuildResult:
         def on_reject(r: Rejected) -> None:
             writer.writerow([r.location(), r.reason, r.text])
 
-        stats = store.load(reader.read(config.triples, on_reject), load_id=load_id, progress=config.progress)
+        try:
+            stats = store.load(reader.read(config.triples, on_reject), load_id=load_id, progress=config.progress)
+        except KGInputError as err:  # a corrupt file part-way: keep the rejects of what was read
+            failure = err
     summary = reader.summary.as_dict()
     log.info("read %(read)d rows: %(triples)d triples, %(attributes)d attributes, %(rejected)d rejected, "
              "%(duplicates)d duplicates", summary)
     if summary["rejected"]:
         log.warning("%d rows rejected; see %s", summary["rejected"], config.rejects_file)
+    if failure is not None:
+        raise failure
+    if summary["triples"] + summary["attributes"] == 0:
+        log.warning("no triples or attributes were read from %s", ", ".join(map(str, config.triples)))
     return BuildResult(summary=summary, load=stats, rejects_file=config.rejects_file)
 
 

@@ -8,10 +8,14 @@ File-level faults (missing, empty, binary) raise :class:`KGInputError`.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import json
+import logging
+import os
 import re
 import unicodedata
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +25,10 @@ from pydantic import ValidationError
 from kg.io import open_binary
 from kg.records import Attribute, ReaderConfig, Rejected, Triple
 
+log = logging.getLogger(__name__)
+
 _SNIFF_BYTES = 8192
+_BINARY_NUL_SHARE = 0.01  # this share of NUL bytes in the first 8 KiB: a binary file; fewer: lines rejected
 _HEADER = ("head", "relation", "tail")
 _SENTENCE_PUNCT = re.compile(r"[。；;！？!?\n]")
 _NUMERIC = re.compile(r"^[\d\s.,%+\-~～/:×x*]+$")
@@ -33,7 +40,18 @@ _DOSE = re.compile(
 
 
 class KGInputError(ValueError):
-    """A triples file that cannot be read at all (missing, empty, binary)."""
+    """A triples file that cannot be read at all (missing, empty, binary, corrupt compression)."""
+
+
+def check_inputs(paths: Iterable[Path]) -> None:
+    """Fail before any work starts when an input is missing, a directory or unreadable."""
+    for path in map(Path, paths):
+        if path.is_dir():
+            raise KGInputError(f"{path}: is a directory, expected a triples file")
+        if not path.is_file():
+            raise KGInputError(f"{path}: no such file")
+        if not os.access(path, os.R_OK):
+            raise KGInputError(f"{path}: not readable")
 
 
 @dataclass
@@ -126,41 +144,55 @@ class TripleReader:
             yield from self._read_file(Path(path), on_reject or (lambda r: None))
 
     def _read_file(self, path: Path, on_reject: Callable[[Rejected], None]) -> Iterator[Triple | Attribute]:
-        if not path.is_file():
-            raise KGInputError(f"{path}: no such file")
+        check_inputs([path])
         summary = FileSummary(file=str(path))
         self.summary.files.append(summary)
         fmt = input_format(path)
-        with open_binary(path) as f:
-            head = f.peek(_SNIFF_BYTES)[:_SNIFF_BYTES] if hasattr(f, "peek") else b""
-            if not head:
-                raise KGInputError(f"{path}: file is empty")
-            nul = head.find(b"\x00")
-            if nul >= 0:
-                raise KGInputError(f"{path}: looks binary (NUL byte at offset {nul}), not a text file")
-            for lineno, raw in enumerate(f, 1):
-                result = self._parse_line(path, lineno, raw, fmt)
-                if result is None:
-                    continue
-                summary.read += 1
-                if isinstance(result, Rejected):
-                    summary.rejected += 1
-                    on_reject(result)
-                    continue
-                if isinstance(result, Triple):
-                    key = "\x1f".join(("T", result.head, result.relation, result.tail))
-                else:
-                    key = "\x1f".join(("A", result.entity, result.key, result.value))
-                digest = hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest()
-                if digest in self._seen:
-                    summary.duplicates += 1
-                    continue
-                self._seen.add(digest)
-                if isinstance(result, Triple):
-                    summary.triples += 1
-                else:
-                    summary.attributes += 1
-                yield result
+        lineno = 0
+        try:
+            with open_binary(path) as f:
+                head = f.peek(_SNIFF_BYTES)[:_SNIFF_BYTES] if hasattr(f, "peek") else b""
+                if not head:
+                    raise KGInputError(f"{path}: file is empty")
+                nuls = head.count(b"\x00")
+                if nuls and nuls >= _BINARY_NUL_SHARE * len(head):
+                    raise KGInputError(f"{path}: looks binary ({nuls} NUL bytes in the first {len(head)}), "
+                                       "not a text file")
+                for lineno, raw in enumerate(f, 1):
+                    yield from self._record(path, lineno, raw, fmt, summary, on_reject)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+            raise KGInputError(f"{path}: compressed data is truncated or corrupt after line {lineno} "
+                               f"({type(err).__name__}: {err}); the rows before it were read") from err
+        if summary.read == 0:
+            log.warning("%s: no data rows (blank or header only)", path)
+
+    def _record(self, path: Path, lineno: int, raw: bytes, fmt: str, summary: FileSummary,
+                on_reject: Callable[[Rejected], None]) -> Iterator[Triple | Attribute]:
+        """Classify one line: counted, then kept (yielded), rejected (``on_reject``) or a duplicate."""
+        result = self._parse_line(path, lineno, raw, fmt)
+        if result is None:
+            return
+        summary.read += 1
+        if isinstance(result, Rejected):
+            summary.rejected += 1
+            on_reject(result)
+            return
+        if isinstance(result, Triple):
+            key = "\x1f".join(("T", result.head, result.relation, result.tail))
+        else:
+            key = "\x1f".join(("A", result.entity, result.key, result.value))
+        digest = hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest()
+        if digest in self._seen:
+            summary.duplicates += 1
+            return
+        self._seen.add(digest)
+        if isinstance(result, Triple):
+            summary.triples += 1
+        else:
+            summary.attributes += 1
+        if not raw.endswith(b"\n"):
+            log.warning("%s:%d: the last line has no newline (truncated file?); loaded", path, lineno)
+        yield result
 
     def _parse_line(self, path: Path, lineno: int, raw: bytes, fmt: str) -> Triple | Attribute | Rejected | None:
         def reject(reason: str, text: str = "") -> Rejected:
@@ -169,10 +201,14 @@ class TripleReader:
         if len(raw) > self.config.max_line_bytes:
             return reject(f"line is {len(raw)} bytes, over max_line_bytes={self.config.max_line_bytes}")
         truncated = not raw.endswith(b"\n")
+        nul = raw.find(b"\x00")
+        if nul >= 0:
+            return reject(f"NUL byte at byte {nul + 1} of the line",
+                          raw.rstrip(b"\r\n")[:200].decode("utf-8", "replace").replace("\x00", "\\0"))
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as err:
-            return reject(f"invalid UTF-8 at byte {err.start}", raw[:200].decode("utf-8", "replace"))
+            return reject(f"invalid UTF-8 at byte {err.start}", raw.rstrip(b"\r\n")[:200].decode("utf-8", "replace"))
         if lineno == 1:
             text = text.lstrip("\ufeff")
         text = text.rstrip("\r\n")

@@ -55,6 +55,11 @@ _CREATE_ATTRIBUTES = (
     "CREATE (e)-[:HAS_ATTRIBUTE]->(:Attribute {uid: row.uid, key: row.k, value: row.v})"
 )
 _RETRYABLE = (TransientError, ServiceUnavailable, SessionExpired)
+_DRIVER_RETRY_SECONDS = 5.0  # the driver's own retry inside one managed transaction
+
+
+class StoreUnavailable(RuntimeError):
+    """The store stopped answering (or its server died); committed batches are kept and a re-run resumes."""
 
 
 class StoreConfig(BaseModel):
@@ -68,6 +73,7 @@ class StoreConfig(BaseModel):
     database: str | None = Field(None, description="database name (None: the server default)")
     batch_size: int = Field(2000, ge=1, le=100_000)
     max_retries: int = Field(5, ge=0)
+    retry_seconds: float = Field(60.0, gt=0, description="give up on an unanswering store after this long")
 
 
 @dataclass
@@ -93,16 +99,25 @@ class GraphStore:
     """A KG in any Bolt/Cypher store. Use as a context manager to close the driver."""
 
     def __init__(self, driver: Driver, database: str | None = None, *, batch_size: int = 2000,
-                 max_retries: int = 5) -> None:
+                 max_retries: int = 5, retry_seconds: float = 60.0,
+                 alive: Callable[[], bool] | None = None) -> None:
+        """``alive`` (for a local server: its PID still runs) is asked between retries, so that a dead server
+        ends the work at once instead of after every retry."""
         self.driver = driver
         self.database = database
         self.batch_size = batch_size
         self.max_retries = max_retries
+        self.retry_seconds = retry_seconds
+        self.alive = alive
 
     @classmethod
     def connect(cls, uri: str, auth: tuple[str, str], database: str | None = None, **kwargs: Any) -> "GraphStore":
-        driver = GraphDatabase.driver(uri, auth=auth)
-        driver.verify_connectivity()
+        driver = GraphDatabase.driver(uri, auth=auth, max_transaction_retry_time=_DRIVER_RETRY_SECONDS)
+        try:
+            driver.verify_connectivity()
+        except ServiceUnavailable as err:
+            driver.close()
+            raise StoreUnavailable(f"cannot reach the graph store at {uri}: {err}") from err
         return cls(driver, database, **kwargs)
 
     @classmethod
@@ -113,8 +128,8 @@ class GraphStore:
         password = os.environ.get(config.password_env)
         if password is None:
             raise ValueError(f"set the password in the environment variable {config.password_env}")
-        return cls.connect(config.uri, (config.user, password), config.database,
-                           batch_size=config.batch_size, max_retries=config.max_retries)
+        return cls.connect(config.uri, (config.user, password), config.database, batch_size=config.batch_size,
+                           max_retries=config.max_retries, retry_seconds=config.retry_seconds)
 
     def close(self) -> None:
         self.driver.close()
@@ -127,13 +142,23 @@ class GraphStore:
 
     # -- writes ---------------------------------------------------------------------------------------------
     def _with_retry(self, work: Callable[[], T]) -> tuple[T, int]:
-        """Run ``work``; on transient errors retry with exponential back-off. Returns (result, retries)."""
+        """Run ``work``; on transient errors retry with exponential back-off. Returns (result, retries).
+
+        Gives up with :class:`StoreUnavailable` after ``max_retries`` retries or ``retry_seconds``, and at once when
+        ``alive()`` says the server is gone.
+        """
+        deadline = time.monotonic() + self.retry_seconds
         for attempt in range(self.max_retries + 1):
             try:
                 return work(), attempt
             except _RETRYABLE as err:
-                if attempt == self.max_retries:
-                    raise
+                if self.alive is not None and not self.alive():
+                    raise StoreUnavailable("the graph store's server has died; committed batches are kept: "
+                                           "run the same command again to resume") from err
+                if attempt == self.max_retries or time.monotonic() > deadline:
+                    raise StoreUnavailable(f"the graph store did not answer after {attempt + 1} attempts "
+                                           f"({type(err).__name__}: {err}); committed batches are kept: "
+                                           "run the same command again to resume") from err
                 delay = min(0.2 * 2**attempt, 10.0)
                 log.warning("transient store error (%s); retry %d in %.1f s", type(err).__name__, attempt + 1, delay)
                 time.sleep(delay)
@@ -283,9 +308,14 @@ class GraphStore:
 
     def stream_values(self, query: str, **params: Any) -> Iterator[list[Any]]:
         """Stream the rows of a read query as value lists without holding them all (for exports)."""
-        with self.driver.session(database=self.database, default_access_mode="READ", fetch_size=10_000) as session:
-            for record in session.run(query, params):
-                yield record.values()
+        try:
+            with self.driver.session(database=self.database, default_access_mode="READ",
+                                     fetch_size=10_000) as session:
+                for record in session.run(query, params):
+                    yield record.values()
+        except _RETRYABLE as err:
+            raise StoreUnavailable(f"the graph store stopped answering during a read ({err}); "
+                                   "run the same command again") from err
 
     def clear(self) -> None:
         """Delete every Entity and Attribute (tests and ``--reset``)."""

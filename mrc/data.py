@@ -104,7 +104,7 @@ def parse_support(raw: Any) -> list[int] | None:
     items = raw if isinstance(raw, list) else str(raw).replace("，", ",").split(",")
     try:
         out = sorted({int(float(str(x).strip())) - 1 for x in items if str(x).strip()})
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
     return out if out and min(out) >= 0 else None
 

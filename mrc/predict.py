@@ -21,7 +21,8 @@ def predict_one(model: BaselineMRC, tokenizer: Any, saved: dict[str, Any], quest
     example = Example(id="q", question=question, context=passage, passage_id="p")
     features = prepare_features([example], tokenizer, FeatureConfig.model_validate(saved.get("features", {})))
     model.attach_inputs(features, [example], tokenizer)
-    starts, ends, supports, details = predict_features(model, features, tokenizer.pad_token_id, 8, device)
+    starts, ends, supports, details = predict_features(model, features, tokenizer.pad_token_id, 8, device,
+                                                       progress=len(features) > 16)
     pred = postprocess([example], features, starts, ends, supports,
                        max_answer_length=saved.get("max_answer_length", 100),
                        support_threshold=saved.get("support_threshold", 0.5))["q"]
@@ -35,6 +36,7 @@ def predict_one(model: BaselineMRC, tokenizer: Any, saved: dict[str, Any], quest
         "start_probs": _softmax(starts[best]).round(5).tolist(),
         "end_probs": _softmax(ends[best]).round(5).tolist(),
         "offsets": feat.offsets,
+        "windows": len(features),
     }
     inside = [i for i, o in enumerate(feat.offsets) if o is not None and o[0] < pred.end and o[1] > pred.start]
     result["answer_tokens"] = f"{inside[0]}-{inside[-1]}" if inside else ""

@@ -16,10 +16,13 @@ import logging
 import sys
 from pathlib import Path
 
+from neo4j.exceptions import DriverError, Neo4jError
+
 from kg import arcadedb
 from kg.build import BuildConfig, build_kg, open_store
 from kg.cli import ConfigError, add_common_args, build_config, setup_logging
-from kg.reader import KGInputError
+from kg.reader import KGInputError, check_inputs
+from kg.store import StoreUnavailable
 
 log = logging.getLogger("build_kg")
 
@@ -61,11 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         log.error("%s", err)
         return 2
-    if args.stop:
-        stopped = arcadedb.stop_server(config.store / "arcadedb")
-        print("stopped" if stopped else "no server running")
-        return 0
     try:
+        if args.stop:
+            stopped = arcadedb.stop_server(config.store / "arcadedb")
+            print("stopped" if stopped else "no server running")
+            return 0
+        check_inputs(config.triples)
         with open_store(config) as store:
             result = build_kg(store, config)
             if config.triples:
@@ -87,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     except (KGInputError, ValueError) as err:
         log.error("%s", err)
         return 2
+    except (StoreUnavailable, arcadedb.StoreBusyError, arcadedb.StoreStartError, Neo4jError, DriverError) as err:
+        log.error("%s", err)
+        return 1
     except KeyboardInterrupt:
         log.warning("interrupted; committed batches are kept and a re-run resumes")
         return 130

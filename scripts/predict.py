@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--passage-file", type=Path)
     p.add_argument("--plot", type=Path, help="write the start/end probability plot here (PNG)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--max-passage-chars", type=int, default=20_000,
+                   help="warn above this passage length (0: never); long passages take many windows")
     p.add_argument("--device", default="auto")
     p.add_argument("--log-level", default="WARNING")
     args = p.parse_args(argv)
@@ -43,17 +45,22 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         log.error("%s", err)
         return 2
+    if args.max_passage_chars and len(passage) > args.max_passage_chars:
+        log.warning("the passage has %d characters, over --max-passage-chars %d: it is read in many windows "
+                    "and takes correspondingly long", len(passage), args.max_passage_chars)
     device = resolve_device(args.device)
     model.to(device)
     result = predict_one(model, tokenizer, saved, args.question, passage, device)
+    log.info("read %d windows", result["windows"])
     if args.plot:
         plot_probabilities(result, args.plot)
     if args.json:
-        keys = ("answer", "score", "start", "end", "support", "support_sentences", "nbest", "entities")
+        keys = ("answer", "score", "start", "end", "support", "support_sentences", "nbest", "entities", "windows")
         print(json.dumps({k: result[k] for k in keys}, ensure_ascii=False, indent=2))
         return 0
     print(f"answer:  {result['answer']}  (score {result['score']:.3f})")
     print(f"support: {result['support']}")
+    print(f"windows: {result['windows']}")
     for e in result["entities"]:
         print(f"entity:  {e['span']} → {e['entity']} ({e.get('type') or '-'}, {e['rule']}) "
               f"local attention {e['attention']:.3f}")

@@ -35,6 +35,7 @@ def test_evaluate_predictions_by_type_and_support() -> None:
 
 def test_support_labels_parsed_repaired_and_reported() -> None:
     assert parse_support("21,22") == [20, 21] and parse_support(7.0) == [6] and parse_support("x") is None
+    assert parse_support(float("inf")) is None and parse_support([float("nan")]) is None
     report = ReadReport()
     examples = read_dataset(shared_path("data", "cmedmrc", "dev.json"), report=report)
     assert len(examples) == 1199 and len({e.passage_id for e in examples}) == 301
@@ -133,3 +134,8 @@ def test_tiny_model_overfits_and_resumes(tiny_encoder: Path, tmp_path: Path) -> 
                          capture_output=True, text=True, check=True)
     answer = json.loads(out.stdout)
     assert answer["answer"] and answer["support"] and (tmp_path / "p.png").stat().st_size > 1000
+    assert answer["windows"] == 1
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), "--model", str(best), "--question",
+                          ex.question, "--passage", ex.context * 12, "--max-passage-chars", "500"],
+                         capture_output=True, text=True, check=True)
+    assert "over --max-passage-chars 500" in out.stderr and int(out.stdout.split("windows: ")[1].split()[0]) > 5
