@@ -26,7 +26,7 @@ from pykeen.triples import TriplesFactory
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from common.device import resolve_device
+from kgutil.device import resolve_device
 from kg.checkpoint import load_checkpoint, save_checkpoint
 from kg.io import atomic_path, atomic_write_text
 from kg.pcra import PathSet, extract_paths

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from common.device import resolve_device
+from kgutil.device import resolve_device
 from mrc.data import Example
 from mrc.features import IGNORE, Feature, FeatureConfig, prepare_features
 from mrc.metrics import MetricChoice, dataset_metric, evaluate_predictions
@@ -83,7 +83,7 @@ def predict_features(model: BaselineMRC, features: Sequence[Feature], pad_id: in
 def evaluate_model(model: BaselineMRC, tokenizer: Any, examples: list[Example], features: list[Feature], *,
                    device: torch.device, batch_size: int = 16, precision: str = "fp32", n_best: int = 20,
                    max_answer_length: int = 100, metric: MetricChoice = "auto",
-                   support_threshold: float | None = None, progress: bool = False
+                   support_threshold: float | None = None, progress: bool = False, per_question: bool = False
                    ) -> tuple[dict[str, Any], dict[str, Prediction], float]:
     """(metrics, predictions, τ): τ is tuned on ``examples`` unless ``support_threshold`` is given."""
     starts, ends, supports, _ = predict_features(model, features, tokenizer.pad_token_id, batch_size, device,
@@ -94,13 +94,13 @@ def evaluate_model(model: BaselineMRC, tokenizer: Any, examples: list[Example], 
     chosen = dataset_metric(examples, metric)
     tau = support_threshold if support_threshold is not None else tune_support_threshold(examples, predictions,
                                                                                          chosen)
-    metrics = evaluate_predictions(examples, {k: p.as_dict() for k, p in predictions.items()}, chosen)
+    metrics = evaluate_predictions(examples, {k: p.as_dict() for k, p in predictions.items()}, chosen, per_question)
     metrics["support_threshold"] = tau
     return metrics, predictions, tau
 
 
 def evaluate_saved_model(path: Path, examples: list[Example], *, metric: MetricChoice = "auto",
-                         batch_size: int = 16, device: str = "auto"
+                         batch_size: int = 16, device: str = "auto", per_question: bool = False
                          ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Score a saved model directory on ``examples`` with its saved windows, answer length and τ."""
     model, tokenizer, saved = load_model(path)
@@ -112,5 +112,6 @@ def evaluate_saved_model(path: Path, examples: list[Example], *, metric: MetricC
     metrics, predictions, _ = evaluate_model(model, tokenizer, examples, features, device=torch_device,
                                              batch_size=batch_size, metric=metric,
                                              max_answer_length=saved.get("max_answer_length", 100),
-                                             support_threshold=saved.get("support_threshold", 0.5))
+                                             support_threshold=saved.get("support_threshold", 0.5),
+                                             per_question=per_question)
     return metrics, {k: p.as_dict() for k, p in predictions.items()}

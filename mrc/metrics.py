@@ -32,6 +32,7 @@ CMRC_PUNCTUATION = frozenset("-:_*^/\\~`+=，。：？！“”；’《》·、
 _CMRC_CJK = re.compile(r"[\u4e00-\u9fa5]")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _SQUAD_PUNCT = frozenset(string.punctuation)
+_SCORES = ("em", "f1", "support_em", "support_f1")
 _WORDS = NLTKWordTokenizer()
 
 
@@ -127,12 +128,13 @@ def dataset_metric(examples: Sequence[Any], choice: MetricChoice = "auto") -> Me
 
 
 def evaluate_predictions(examples: Sequence[Any], predictions: Mapping[str, Any],
-                         metric: MetricChoice = "auto") -> dict[str, Any]:
+                         metric: MetricChoice = "auto", per_question: bool = False) -> dict[str, Any]:
     """Answer and support EM/F1 (×100), overall and per question type and context type.
 
     ``predictions`` maps question id → answer text, or → ``{"answer": str, "support": str}``. Support is
     scored only for questions with gold support and a predicted support text; a missing prediction scores 0.
-    One metric scores the whole dataset (``dataset_metric``); the report names it.
+    One metric scores the whole dataset (``dataset_metric``); the report names it. ``per_question`` adds
+    ``questions``: id → {em, f1[, support_em, support_f1]} (0/1 and 0–1, for paired comparisons).
     """
     chosen = dataset_metric(examples, metric)
     rows: list[dict[str, Any]] = []
@@ -140,7 +142,7 @@ def evaluate_predictions(examples: Sequence[Any], predictions: Mapping[str, Any]
         pred = predictions.get(ex.id)
         answer = pred.get("answer", "") if isinstance(pred, Mapping) else (pred or "")
         em, f1 = em_f1(answer, ex.gold_texts or [""], chosen) if not ex.is_impossible else (float(answer == ""),) * 2
-        row = {"em": em, "f1": f1, "question_type": ex.question_type, "context_type": ex.context_type}
+        row = {"id": ex.id, "em": em, "f1": f1, "question_type": ex.question_type, "context_type": ex.context_type}
         if ex.support is not None and isinstance(pred, Mapping) and "support" in pred:
             gold_support = support_text(ex.context, ex.support)
             row["support_em"], row["support_f1"] = em_f1(pred.get("support") or "", [gold_support], chosen)
@@ -156,12 +158,14 @@ def evaluate_predictions(examples: Sequence[Any], predictions: Mapping[str, Any]
                 groups[row[key]].append(row)
         if groups:
             report[f"by_{key}"] = {k: _aggregate(v) for k, v in sorted(groups.items())}
+    if per_question:
+        report["questions"] = {r["id"]: {k: round(r[k], 4) for k in _SCORES if k in r} for r in rows}
     return report
 
 
 def _aggregate(rows: list[dict[str, Any]]) -> dict[str, float]:
     out: dict[str, float] = {"count": len(rows)}
-    for key in ("em", "f1", "support_em", "support_f1"):
+    for key in _SCORES:
         values = [r[key] for r in rows if key in r]
         if values:
             out[key] = round(100 * sum(values) / len(values), 3)

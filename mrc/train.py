@@ -1,8 +1,13 @@
 """Training and evaluation of MRC models: one entry point, ``train_mrc(config)``.
 
-Data: training files (CMedMRC or SQuAD layout), optionally split by passage (never by question) into train and
-held-out parts, which are written to OUT as SQuAD-layout JSON. Each epoch: train, evaluate on the held-out part,
-tune the support threshold, keep the best model (``OUT/best``) by answer F1; ``OUT/checkpoint`` allows resuming.
+The defaults are the recipe of record (``TrainConfig``; configs only name data and outputs): an intermediate
+stage on open-domain CMRC 2018 (1 epoch), then 4 epochs on the medical data, lr 1e-4 with 10% warm-up, 30% of
+answerless windows kept, λ = 0.5, windows of 384 tokens with stride 128, fp32.
+Data: the training files are split by passage (never by question) into train, validation and, for
+cross-validation, a test fold (``SplitConfig``); the parts are written to OUT as SQuAD-layout JSON. Each epoch:
+train, evaluate on validation, tune the support threshold τ there, keep the best model (``OUT/best``) by answer
+F1. The test fold chose nothing: it is scored once, at the end, with the chosen model and τ
+(``OUT/test_metrics.json``, per question in ``OUT/test_scores.json``). ``OUT/checkpoint`` allows resuming.
 """
 
 from __future__ import annotations
@@ -22,42 +27,76 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
-from common.device import resolve_device
+from kgutil.device import resolve_device
 from kg.checkpoint import load_checkpoint, save_checkpoint
 from kg.io import atomic_write_text
 from mrc.data import Example, read_dataset
 from mrc.features import FeatureConfig, prepare_features
-from mrc.inference import autocast, collate, evaluate_model
+from mrc.inference import autocast, collate, evaluate_model, evaluate_saved_model
 from mrc.metrics import MetricChoice
 from mrc.model import BaselineMRC, ModelConfig, build_model, load_model, model_class, save_model
 
 log = logging.getLogger(__name__)
 
 
-class TrainConfig(BaseModel):
-    """``scripts/train_mrc.py`` settings."""
+class SplitConfig(BaseModel):
+    """How the training files are split by passage. The split has its own seed, so every training seed and
+    every variant sees the same folds; ``fold`` None trains on all non-validation passages (a final model)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    folds: int = Field(5, ge=2, description="K of K-fold cross-validation")
+    fold: int | None = Field(None, ge=0, description="the fold held out as the test part (None: no test part)")
+    validation_share: float = Field(0.1, ge=0, lt=1, description="share of the non-test passages for selection")
+    seed: int = Field(0, description="shuffles the passages before they are dealt into folds")
+
+
+class IntermediateConfig(BaseModel):
+    """A first stage on other MRC data (open-domain CMRC 2018 by default) with the same recipe."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: list[Path] = Field(default_factory=lambda: [Path("../shared/data/cmrc2018/cmrc2018_dev.json"),
+                                                      Path("../shared/data/cmrc2018/cmrc2018_trial.json")])
+    epochs: int = Field(1, ge=0, description="0 skips the stage")
+    seed: int = Field(1, description="the stage's own seed: one intermediate model serves every training seed")
+    cache: Path | None = Field(None, description="keep the stage's model here and reuse it when the settings match "
+                                                 "(default OUT/intermediate)")
+
+
+def _recipe_features() -> FeatureConfig:
+    return FeatureConfig(max_seq_length=384, doc_stride=128)
+
+
+def _recipe_model() -> ModelConfig:
+    return ModelConfig(support_weight=0.5)
+
+
+class TrainConfig(BaseModel):
+    """``scripts/train_mrc.py`` settings; the defaults are the recipe of record (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelConfig = Field(default_factory=_recipe_model)
     encoder: str = Field("../shared/models/m3e-small", description="Hugging Face encoder name or path")
-    init_from: Path | None = Field(None, description="start from this kgmrc model directory (intermediate training)")
+    init_from: Path | None = Field(None, description="start from this kgmrc model directory (no intermediate stage)")
+    intermediate: IntermediateConfig = Field(default_factory=IntermediateConfig)
     train: list[Path] = Field(default_factory=list)
-    validation: Path | None = None
-    split_by_passage: float | None = Field(None, gt=0, lt=1, description="train share of the passages")
+    validation: Path | None = Field(None, description="a validation file instead of a validation share")
+    split: SplitConfig = Field(default_factory=SplitConfig)
     out: Path = Path("runs/mrc")
     seed: int = 1
-    features: FeatureConfig = Field(default_factory=FeatureConfig)
-    epochs: int = Field(2, ge=0)
+    features: FeatureConfig = Field(default_factory=_recipe_features)
+    epochs: int = Field(4, ge=0)
     batch_size: int = Field(8, ge=1)
     eval_batch_size: int = Field(16, ge=1)
     grad_accum: int = Field(1, ge=1)
-    lr: float = Field(5e-5, gt=0)
+    lr: float = Field(1e-4, gt=0)
     head_lr: float | None = Field(None, description="learning rate of the non-encoder parameters (default lr)")
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
-    negative_windows: float = Field(1.0, ge=0, le=1, description="share of answerless windows kept for training")
+    negative_windows: float = Field(0.3, ge=0, le=1, description="share of answerless windows kept for training")
     max_answer_length: int = Field(100, ge=1, description="characters")
     n_best: int = 20
     support_threshold: float = 0.5
@@ -77,14 +116,30 @@ class TrainResult:
     best_metrics: dict[str, Any]
     history: list[dict[str, Any]]
     out: Path
+    test_metrics: dict[str, Any] | None = None
 
 
-def split_by_passage(examples: list[Example], train_share: float, seed: int) -> tuple[list[Example], list[Example]]:
-    """Shuffle passages with ``seed``; the first ``train_share`` of them (and all their questions) train."""
+@dataclass
+class Split:
+    train: list[Example]
+    validation: list[Example]
+    test: list[Example]
+
+
+def split_passages(examples: list[Example], config: SplitConfig) -> Split:
+    """Passages shuffled with ``config.seed`` and dealt round-robin into ``folds`` folds; fold ``fold`` is the test
+    part; of the rest, the first ``validation_share`` (shuffled again, per fold) validates. Never splits a passage."""
     passages = sorted({e.passage_id for e in examples})
-    random.Random(seed).shuffle(passages)
-    train_ids = set(passages[: round(train_share * len(passages))])
-    return [e for e in examples if e.passage_id in train_ids], [e for e in examples if e.passage_id not in train_ids]
+    random.Random(config.seed).shuffle(passages)
+    if config.fold is not None and config.fold >= config.folds:
+        raise ValueError(f"split.fold {config.fold} is not one of the {config.folds} folds")
+    test = set() if config.fold is None else set(passages[config.fold::config.folds])
+    rest = [p for p in passages if p not in test]
+    random.Random(f"{config.seed}/{config.fold}").shuffle(rest)
+    validation = set(rest[: round(config.validation_share * len(rest))])
+    part = lambda ids: [e for e in examples if e.passage_id in ids]  # noqa: E731
+    return Split(train=[e for e in examples if e.passage_id not in test | validation], validation=part(validation),
+                 test=part(test))
 
 
 def write_squad(examples: Sequence[Example], path: Path) -> None:
@@ -104,25 +159,24 @@ def write_squad(examples: Sequence[Example], path: Path) -> None:
     atomic_write_text(path, json.dumps(data, ensure_ascii=False))
 
 
-def load_examples(config: TrainConfig) -> tuple[list[Example], list[Example]]:
+def load_examples(config: TrainConfig) -> Split:
+    """The training files split by passage (or with the separate validation file), ready to train."""
     examples = [e for path in config.train for e in read_dataset(path, answer_policy=config.answer_policy)]
     if config.validation is not None:
-        held_out = read_dataset(config.validation, answer_policy=config.answer_policy)
-        train = examples
-    elif config.split_by_passage is not None:
-        train, held_out = split_by_passage(examples, config.split_by_passage, config.seed)
+        split = split_passages(examples, config.split.model_copy(update={"validation_share": 0.0}))
+        split.validation = read_dataset(config.validation, answer_policy=config.answer_policy)
     else:
-        train, held_out = examples, []
-    unusable = [e for e in train if not e.answers and not e.is_impossible]
+        split = split_passages(examples, config.split)
+    unusable = [e for e in split.train if not e.answers and not e.is_impossible]
     if unusable:  # answerable questions whose answers are not in the passage cannot be labelled
         log.warning("%d training questions have no answer inside their passage; left out of training",
                     len(unusable))
-        train = [e for e in train if e.answers or e.is_impossible]
+        split.train = [e for e in split.train if e.answers or e.is_impossible]
     if config.max_train_examples is not None:
-        train = train[: config.max_train_examples]
+        split.train = split.train[: config.max_train_examples]
     if config.max_eval_examples is not None:
-        held_out = held_out[: config.max_eval_examples]
-    return train, held_out
+        split.validation = split.validation[: config.max_eval_examples]
+    return split
 
 
 def init_from(path: Path, config: ModelConfig) -> tuple[BaselineMRC, Any]:
@@ -146,22 +200,55 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
+_RUN_ONLY = {"epochs", "resume", "progress", "out", "device", "precision", "eval_batch_size", "max_eval_examples"}
+
+
+def intermediate_stage(config: TrainConfig) -> Path | None:
+    """Train (or reuse) the intermediate model; returns its directory, or None when there is no such stage."""
+    stage = config.intermediate
+    if stage.epochs == 0 or config.init_from is not None or config.epochs == 0:
+        return None
+    missing = [str(p) for p in stage.data if not Path(p).is_file()]
+    if missing:
+        raise ValueError(f"intermediate training data not found: {', '.join(missing)} "
+                         "(set intermediate.data, or --intermediate-epochs 0 to skip the stage)")
+    out = stage.cache or config.out / "intermediate"
+    stage_config = config.model_copy(update={
+        "train": list(stage.data), "validation": None, "out": out, "epochs": stage.epochs, "seed": stage.seed,
+        "intermediate": IntermediateConfig(epochs=0), "model": ModelConfig(support_weight=config.model.support_weight),
+        "split": SplitConfig(validation_share=0.0), "max_train_examples": None})
+    fingerprint = stage_config.model_dump_json(exclude=_RUN_ONLY - {"epochs"})
+    marker = out / "best" / "stage.json"
+    if marker.exists() and json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") == fingerprint:
+        log.info("intermediate stage: reusing %s", out / "best")
+        return out / "best"
+    log.info("intermediate stage: %d epoch(s) on %s", stage.epochs, ", ".join(map(str, stage.data)))
+    train_mrc(stage_config)
+    atomic_write_text(marker, json.dumps({"fingerprint": fingerprint}))
+    return out / "best"
+
+
 def train_mrc(config: TrainConfig) -> TrainResult:
-    """Train, evaluate every epoch, keep the best model; resumable from ``OUT/checkpoint``."""
+    """Intermediate stage, then train, select on validation, keep the best model and score the test part once;
+    resumable from ``OUT/checkpoint``."""
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "train_config.json", config.model_dump_json(indent=2))
+    split = load_examples(config)
+    stage_model = intermediate_stage(config)
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
-    out = config.out
-    out.mkdir(parents=True, exist_ok=True)
-    train_examples, held_out = load_examples(config)
-    write_squad(train_examples, out / "train.json")
-    if held_out:
-        write_squad(held_out, out / "held_out.json")
-    log.info("train: %d questions on %d passages; held out: %d questions", len(train_examples),
-             len({e.passage_id for e in train_examples}), len(held_out))
-    if config.init_from is not None:
-        model, tokenizer = init_from(config.init_from, config.model)
+    train_examples, held_out = split.train, split.validation
+    for name, part in (("train", split.train), ("validation", split.validation), ("test", split.test)):
+        if part:
+            write_squad(part, out / f"{name}.json")
+    log.info("train: %d questions on %d passages; validation: %d; test: %d", len(train_examples),
+             len({e.passage_id for e in train_examples}), len(held_out), len(split.test))
+    start_from = config.init_from or stage_model
+    if start_from is not None:
+        model, tokenizer = init_from(start_from, config.model)
     else:
         from transformers import AutoTokenizer
 
@@ -188,8 +275,7 @@ def train_mrc(config: TrainConfig) -> TrainResult:
     steps_per_epoch = math.ceil(len(train_features) / (config.batch_size * config.grad_accum))
     total_steps = steps_per_epoch * config.epochs
     warmup = int(config.warmup_ratio * total_steps)
-    fingerprint = config.model_dump_json(exclude={"epochs", "resume", "progress", "out", "device", "precision",
-                                                  "eval_batch_size", "max_eval_examples"})
+    fingerprint = config.model_dump_json(exclude=_RUN_ONLY)
     start_epoch, step, history, best = 0, 0, [], None
     if config.resume and (state := load_checkpoint(out / "checkpoint", model, optimizer, fingerprint)):
         start_epoch, step, history, best = state["epoch"], state["step"], state["history"], state["best"]
@@ -252,4 +338,20 @@ def train_mrc(config: TrainConfig) -> TrainResult:
         save_model(model, tokenizer, out / "best", {"support_threshold": config.support_threshold,
                                                     "features": json.loads(config.features.model_dump_json()),
                                                     "max_answer_length": config.max_answer_length})
-    return TrainResult(best_metrics=best or {}, history=history, out=out)
+    test_metrics = score_test(config, split.test) if split.test else None
+    return TrainResult(best_metrics=best or {}, history=history, out=out, test_metrics=test_metrics)
+
+
+def score_test(config: TrainConfig, test: list[Example]) -> dict[str, Any]:
+    """Score ``OUT/best`` (chosen on validation, with its τ) once on the test part; per-question scores too."""
+    metrics, predictions = evaluate_saved_model(config.out / "best", test, metric=config.metric,
+                                                batch_size=config.eval_batch_size, device=config.device,
+                                                per_question=True)
+    scores = metrics.pop("questions")
+    atomic_write_text(config.out / "test_metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2))
+    atomic_write_text(config.out / "test_scores.json", json.dumps(scores, ensure_ascii=False))
+    atomic_write_text(config.out / "test_predictions.json", json.dumps(predictions, ensure_ascii=False, indent=1))
+    log.info("test (chose nothing): EM %.2f F1 %.2f support EM %.2f F1 %.2f on %d questions",
+             metrics["overall"].get("em", 0), metrics["overall"].get("f1", 0),
+             metrics["overall"].get("support_em", 0), metrics["overall"].get("support_f1", 0), len(test))
+    return {**metrics, "questions": scores}

@@ -28,7 +28,7 @@ from mrc.data import read_dataset
 from mrc.features import FeatureConfig
 from mrc.model import ModelConfig, load_model
 from mrc.predict import plot_probabilities, predict_one
-from mrc.train import TrainConfig, train_mrc
+from mrc.train import IntermediateConfig, SplitConfig, TrainConfig, train_mrc
 from retrieval.index import IndexConfig, build_index
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     cmedmrc = data / "cmedmrc" / "dev.json"
     encoder = cfg.shared / "models" / "m3e-small"
     if cmedmrc.exists() and encoder.exists():
-        train = dict(train=[cmedmrc], split_by_passage=0.8, encoder=str(encoder),
+        train = dict(train=[cmedmrc], split=SplitConfig(validation_share=0.2), encoder=str(encoder),
                      max_train_examples=cfg.mrc_train_questions, max_eval_examples=48, negative_windows=0.2,
                      epochs=cfg.mrc_epochs)
     else:
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n== 4. CMedBERT on {train['train'][0]} with encoder {train['encoder']}")
     mrc = train_mrc(TrainConfig(
         model=ModelConfig(model_type="cmedbert", fusion={"index": str(out / "idx"), "embeddings": str(out / "emb")}),
-        out=out / "cmedbert", resume=False,
+        out=out / "cmedbert", resume=False, intermediate=IntermediateConfig(epochs=0),  # the demo skips CMRC 2018
         features=FeatureConfig(max_seq_length=cfg.max_seq_length, doc_stride=96), **train))
     print(json.dumps(mrc.best_metrics.get("overall", {}), ensure_ascii=False))
 

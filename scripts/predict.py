@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from kg.cli import setup_logging
-from common.device import resolve_device
+from kgutil.device import resolve_device
 from mrc.model import load_model
 from mrc.predict import plot_probabilities, predict_one
 

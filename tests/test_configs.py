@@ -10,6 +10,7 @@ from fusion.cmedbert import FusionConfig
 from kg.build import BuildConfig
 from kg.cli import read_config_file
 from kg.embeddings import EmbeddingConfig
+from mrc.crossval import CVConfig, run_config
 from mrc.train import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -33,5 +34,22 @@ def test_mrc_configs(path: Path) -> None:
     FusionConfig.model_validate(config.model.fusion)
 
 
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("cv/*.yaml")), ids=lambda p: p.name)
+def test_cross_validation_configs(path: Path) -> None:
+    config = CVConfig.model_validate(read_config_file(path))
+    assert config.reference in config.variants
+    for variant in config.variants:  # every run's training config validates before anything trains
+        run = run_config(config, variant, fold=config.folds - 1, seed=config.seeds[0])
+        FusionConfig.model_validate(run.model.fusion)
+        assert run.split.fold == config.folds - 1 and run.split.folds == config.folds
+
+
+def test_recipe_of_record_is_the_default() -> None:
+    config = TrainConfig()
+    assert (config.epochs, config.lr, config.negative_windows, config.model.support_weight) == (4, 1e-4, 0.3, 0.5)
+    assert (config.features.max_seq_length, config.features.doc_stride, config.intermediate.epochs) == (384, 128, 1)
+    assert config.split.fold is None and config.split.validation_share > 0  # selection never on reported data
+
+
 def test_every_config_is_covered() -> None:
-    assert {p.parent.name for p in CONFIGS.rglob("*.yaml")} == {"kg", "emb", "mrc"}
+    assert {p.parent.name for p in CONFIGS.rglob("*.yaml")} == {"kg", "emb", "mrc", "cv"}

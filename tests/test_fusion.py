@@ -164,7 +164,7 @@ def test_cli_trains_cmedbert_with_ablations_and_predicts_entities(tiny_encoder: 
                                                                  tmp_path: Path) -> None:
     common = [sys.executable, str(ROOT / "scripts" / "train_mrc.py"), "--train", str(SAMPLE_QA), "--validation",
               str(SAMPLE_QA), "--epochs", "1", "--max-seq-length", "160", "--doc-stride", "64", "--no-progress",
-              "--log-level", "WARNING"]
+              "--intermediate-epochs", "0", "--log-level", "WARNING"]
     subprocess.run(common + ["--encoder", str(tiny_encoder), "--out", str(tmp_path / "base")], check=True)
     cmd = common + ["--model-type", "cmedbert", "--init-from", str(tmp_path / "base" / "best"),
                     "--index", str(sample_kg_assets["idx"]), "--embeddings", str(sample_kg_assets["emb"]),

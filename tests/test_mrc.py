@@ -13,7 +13,7 @@ from conftest import ROOT, shared_path
 from mrc.data import DataError, ReadReport, parse_support, read_dataset, sentence_spans
 from mrc.features import FeatureConfig, prepare_features, recover_answer
 from mrc.metrics import evaluate_predictions
-from mrc.train import TrainConfig, split_by_passage, train_mrc
+from mrc.train import SplitConfig, TrainConfig, split_passages, train_mrc
 
 SAMPLE = ROOT / "examples" / "sample_mrc.json"
 
@@ -100,16 +100,33 @@ def test_every_training_answer_is_recoverable_from_its_window_labels() -> None:
 
 
 def test_split_by_passage_never_splits_a_passage() -> None:
-    examples = read_dataset(shared_path("data", "cmedmrc", "dev.json"))
-    train, held = split_by_passage(examples, 0.8, seed=1)
-    assert not {e.passage_id for e in train} & {e.passage_id for e in held}
-    assert len(train) + len(held) == len(examples)
-    assert split_by_passage(examples, 0.8, seed=1)[1] == held
+    examples = read_dataset(SAMPLE)
+    examples = [e.model_copy(update={"passage_id": f"p{i % 7}", "id": f"q{i}"})
+                for i in range(5) for e in examples]  # 65 questions on 7 passages
+    tests = []
+    for fold in range(3):
+        split = split_passages(examples, SplitConfig(folds=3, fold=fold, validation_share=0.25))
+        parts = [{e.passage_id for e in part} for part in (split.train, split.validation, split.test)]
+        assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+        assert len(split.train) + len(split.validation) + len(split.test) == len(examples)
+        assert split.validation and split.test
+        tests += [e.id for e in split.test]
+    assert sorted(tests) == sorted(e.id for e in examples)  # every question is tested exactly once
+    again = split_passages(examples, SplitConfig(folds=3, fold=1, validation_share=0.25))
+    assert [e.id for e in again.test] == [e.id for e in split_passages(examples, SplitConfig(
+        folds=3, fold=1, validation_share=0.25)).test]
+    other = split_passages(examples, SplitConfig(folds=3, fold=1, validation_share=0.25, seed=5))
+    assert {e.passage_id for e in other.test} != {e.passage_id for e in again.test}  # the seed is used
+    final = split_passages(examples, SplitConfig(validation_share=0.25))
+    assert not final.test and len(final.train) + len(final.validation) == len(examples)
+    with pytest.raises(ValueError, match="not one of the 3 folds"):
+        split_passages(examples, SplitConfig(folds=3, fold=3))
 
 
 def test_tiny_model_overfits_and_resumes(tiny_encoder: Path, tmp_path: Path) -> None:
     config = TrainConfig(encoder=str(tiny_encoder), train=[SAMPLE], validation=SAMPLE, out=tmp_path / "run",
                          epochs=12, batch_size=4, lr=3e-3, warmup_ratio=0.0, progress=False, seed=3,
+                         intermediate={"epochs": 0}, negative_windows=1.0,
                          features=FeatureConfig(max_seq_length=160, doc_stride=64))
     result = train_mrc(config)
     losses = [h["train_loss"] for h in result.history]

@@ -1,0 +1,62 @@
+#!/usr/bin/env python
+"""Cross-validation by passage for accuracy figures of record (``mrc.crossval``): every question held out once
+per seed, the same folds and seeds for every variant, paired differences with 95% bootstrap CIs.
+
+  python bench/mrc_cv.py --config configs/cv/mrc_baseline.yaml               # the recipe of record
+  python bench/mrc_cv.py --config configs/cv/fusion_cv.yaml                  # knowledge fusion vs baseline
+  python bench/mrc_cv.py --config configs/cv/fusion_cv.yaml --run-folds 0 --seeds 1    # one-fold screening
+Writes bench/results/NAME.json (NAME = the config's file name; the reference variant's figures also as "test")
+and NAME.runs.json (every run's per-question scores); a second invocation resumes from the latter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from bench.common import RESULTS, write_result
+from kg.cli import ConfigError, add_common_args, build_config, setup_logging
+from mrc.crossval import CVConfig, run_cv, summarize, verdicts
+
+log = logging.getLogger("mrc_cv")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run-folds", type=int, nargs="+", help="only these folds (screening)")
+    p.add_argument("--seeds", type=int, nargs="+")
+    p.add_argument("--variants", nargs="+", help="only these variants (the reference is always run)")
+    p.add_argument("--summary-only", action="store_true", help="summarise the recorded runs, train nothing")
+    add_common_args(p)
+    args = p.parse_args(argv)
+    setup_logging(args.log_level)
+    if args.config is None:
+        p.error("--config is required (configs/cv/*.yaml)")
+    try:
+        config = build_config(CVConfig, args, {"run_folds": args.run_folds, "seeds": args.seeds})
+    except ConfigError as err:
+        log.error("%s", err)
+        return 2
+    if args.variants:
+        keep = set(args.variants) | {config.reference}
+        config = config.model_copy(update={"variants": {k: v for k, v in config.variants.items() if k in keep}})
+    name = args.config.stem
+    records_path = RESULTS / f"{name}.runs.json"
+    if args.summary_only:
+        records = json.loads(records_path.read_text(encoding="utf-8"))
+    else:
+        records = run_cv(config, records_path)
+    summary = summarize(records, config)
+    summary["test"] = summary["variants"].get(config.reference, {})
+    summary["settings"] = config.model_dump(mode="json")
+    write_result(name, summary)
+    for line in verdicts(summary, config.reference):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

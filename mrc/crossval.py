@@ -1,0 +1,155 @@
+"""K-fold cross-validation by passage with paired comparisons: the protocol for every accuracy figure of record.
+
+Each run trains one variant on one fold with one seed (``train_mrc`` with ``split.fold``); the fold it holds out
+chose nothing. Runs go seed-major (seed 1 on every fold first, so each question is held out once before any is
+held out twice) and are recorded, with their per-question scores, after each run: an interrupted protocol
+resumes from its records. Per question, scores are averaged over the seeds that both sides of a comparison have;
+a variant's paired difference to the reference is the mean over questions of those averaged differences, with a
+95% percentile-bootstrap CI over questions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from kg.io import atomic_write_text
+from mrc.train import TrainConfig, train_mrc
+
+log = logging.getLogger(__name__)
+
+SCORES = ("em", "f1", "support_em", "support_f1")
+
+
+class CVConfig(BaseModel):
+    """The protocol: a base training config, named variants (dotted overrides), folds and seeds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: dict[str, Any] = Field(default_factory=dict, description="a TrainConfig mapping shared by every run")
+    variants: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"baseline": {}},
+                                                description="name → dotted overrides of the base config")
+    reference: str = Field("baseline", description="the variant every other one is paired with")
+    folds: int = Field(5, ge=2)
+    run_folds: list[int] | None = Field(None, description="only these folds (screening: [0]); None: all")
+    seeds: list[int] = Field(default_factory=lambda: [1, 2, 3])
+    out: Path = Field(Path("runs/cv"), description="run directories")
+    bootstrap: int = Field(10_000, ge=100)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    for part in parents:
+        data = data.setdefault(part, {})
+    data[leaf] = value
+
+
+def run_config(config: CVConfig, variant: str, fold: int, seed: int) -> TrainConfig:
+    """The validated training config of one run."""
+    data = json.loads(json.dumps(config.base, default=str))
+    for key, value in config.variants[variant].items():
+        _set_dotted(data, key, value)
+    _set_dotted(data, "split.folds", config.folds)
+    _set_dotted(data, "split.fold", fold)
+    data.update(seed=seed, out=str(config.out / variant / f"fold{fold}_seed{seed}"))
+    return TrainConfig.model_validate(data)
+
+
+def run_cv(config: CVConfig, records_path: Path,
+           train: Callable[[TrainConfig], Any] = train_mrc) -> dict[str, Any]:
+    """Train every missing (seed, fold, variant) run, recording after each; returns the records."""
+    records = json.loads(records_path.read_text(encoding="utf-8")) if records_path.exists() else {}
+    folds = config.run_folds if config.run_folds is not None else list(range(config.folds))
+    order = [(seed, fold, variant) for seed in config.seeds for fold in folds for variant in config.variants]
+    for n, (seed, fold, variant) in enumerate(order, 1):
+        key = f"{fold}/{seed}"
+        if key in records.get(variant, {}):
+            continue
+        log.info("cross-validation run %d/%d: %s, fold %d, seed %d", n, len(order), variant, fold, seed)
+        result = train(run_config(config, variant, fold, seed))
+        test = result.test_metrics
+        records.setdefault(variant, {})[key] = {
+            "overall": test["overall"], "questions": test["questions"],
+            "epochs_chosen": max(result.history, key=lambda h: h.get("validation", {}).get("overall", {})
+                                 .get("f1", -1))["epoch"] if result.history else 0,
+            "train_seconds": round(sum(h["seconds"] for h in result.history), 1)}
+        atomic_write_text(records_path, json.dumps(records, ensure_ascii=False))
+    return records
+
+
+def bootstrap_ci(values: np.ndarray, rounds: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap CI of the mean of ``values`` (resampling the values)."""
+    rng = np.random.default_rng(seed)
+    means = np.empty(rounds)
+    for start in range(0, rounds, 1000):  # bounded memory: 1000 resamples at a time
+        idx = rng.integers(0, len(values), size=(min(1000, rounds - start), len(values)))
+        means[start:start + len(idx)] = values[idx].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _per_question(runs: dict[str, Any], keys: set[str] | None = None) -> dict[str, dict[str, float]]:
+    """question id → score → mean over the runs (``fold/seed`` keys) given."""
+    sums: dict[str, dict[str, list[float]]] = {}
+    for key, run in runs.items():
+        if keys is not None and key not in keys:
+            continue
+        for qid, scores in run["questions"].items():
+            for name, value in scores.items():
+                sums.setdefault(qid, {}).setdefault(name, []).append(value)
+    return {qid: {k: float(np.mean(v)) for k, v in s.items()} for qid, s in sums.items()}
+
+
+def summarize(records: dict[str, Any], config: CVConfig) -> dict[str, Any]:
+    """Figures of record: per variant the mean scores (×100) with 95% CIs; per variant the paired difference to
+    the reference on the questions and seeds both have, with its 95% CI."""
+    variants: dict[str, Any] = {}
+    for name, runs in records.items():
+        per_q = _per_question(runs)
+        figures: dict[str, Any] = {"questions": len(per_q), "runs": len(runs)}
+        for score in SCORES:
+            values = np.array([s[score] for s in per_q.values() if score in s]) * 100
+            if len(values):
+                figures[score] = round(float(values.mean()), 2)
+                figures[f"{score}_ci95"] = [round(x, 2) for x in bootstrap_ci(values, config.bootstrap)]
+        variants[name] = figures
+    paired: dict[str, Any] = {}
+    reference = records.get(config.reference, {})
+    for name, runs in records.items():
+        if name == config.reference:
+            continue
+        common = set(runs) & set(reference)
+        mine, theirs = _per_question(runs, common), _per_question(reference, common)
+        ids = sorted(set(mine) & set(theirs))
+        if not ids:
+            continue
+        entry: dict[str, Any] = {"questions": len(ids), "runs": len(common)}
+        for score in SCORES:
+            diffs = np.array([mine[q][score] - theirs[q][score] for q in ids
+                              if score in mine[q] and score in theirs[q]]) * 100
+            if len(diffs):
+                low, high = bootstrap_ci(diffs, config.bootstrap)
+                entry[f"{score}_diff"] = round(float(diffs.mean()), 2)
+                entry[f"{score}_ci95"] = [round(low, 2), round(high, 2)]
+        entry["em_ci_excludes_zero"] = entry["em_ci95"][0] > 0 or entry["em_ci95"][1] < 0
+        paired[name] = entry
+    best = max(variants, key=lambda v: (variants[v].get("em", 0), variants[v].get("f1", 0))) if variants else None
+    return {"folds": config.folds, "seeds": config.seeds, "variants": variants, "paired": paired,
+            "best_variant": best}
+
+
+def verdicts(summary: dict[str, Any], reference: str = "baseline") -> list[str]:
+    """One line per paired comparison."""
+    lines = []
+    for name, p in summary["paired"].items():
+        low, high = p["em_ci95"]
+        side = "above" if low > 0 else "below" if high < 0 else "not distinguishable from"
+        lines.append(f"{name}: EM {p['em_diff']:+.2f} [{low:+.2f}, {high:+.2f}] vs {reference} on {p['questions']} "
+                     f"questions × {p['runs']} runs — {side} {reference}")
+    return lines

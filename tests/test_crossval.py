@@ -1,0 +1,68 @@
+"""The cross-validation protocol: figures and paired CIs by hand, and a tiny end-to-end run that resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from mrc.crossval import CVConfig, bootstrap_ci, run_cv, summarize, verdicts
+from mrc.data import read_dataset
+
+SAMPLE = ROOT / "examples" / "sample_mrc.json"
+
+
+def test_bootstrap_ci_brackets_the_mean_and_narrows_with_n() -> None:
+    rng = np.random.default_rng(1)
+    small, large = rng.normal(1.0, 1.0, 50), rng.normal(1.0, 1.0, 2000)
+    lo_s, hi_s = bootstrap_ci(small, 2000)
+    lo_l, hi_l = bootstrap_ci(large, 2000)
+    assert lo_s < small.mean() < hi_s and lo_l < large.mean() < hi_l
+    assert (hi_l - lo_l) < 0.3 * (hi_s - lo_s)
+    assert (hi_l - lo_l) == pytest.approx(2 * 1.96 / np.sqrt(2000), rel=0.15)  # ≈ the normal-theory width
+
+
+def _run(scores: dict[str, float]) -> dict:
+    return {"questions": {q: {"em": v, "f1": v} for q, v in scores.items()}}
+
+
+def test_summary_pairs_on_shared_questions_and_seeds() -> None:
+    base = {"0/1": _run({"a": 0, "b": 1}), "1/1": _run({"c": 0, "d": 0}), "0/2": _run({"a": 1, "b": 1})}
+    better = {"0/1": _run({"a": 1, "b": 1}), "1/1": _run({"c": 1, "d": 0})}  # no seed 2 yet
+    summary = summarize({"baseline": base, "kg": better}, CVConfig(folds=2, seeds=[1, 2], bootstrap=1000))
+    # baseline per question: a = mean(0, 1), b = 1, c = 0, d = 0 → EM 37.5
+    assert summary["variants"]["baseline"]["em"] == 37.5 and summary["variants"]["kg"]["em"] == 75.0
+    paired = summary["paired"]["kg"]
+    # paired on runs 0/1 and 1/1 only: differences a +1, b 0, c +1, d 0 → +50
+    assert paired["em_diff"] == 50.0 and paired["runs"] == 2 and paired["questions"] == 4
+    assert paired["em_ci95"][0] <= 50.0 <= paired["em_ci95"][1]
+    assert summary["best_variant"] == "kg" and "kg: EM +50.00" in verdicts(summary)[0]
+
+
+def test_tiny_cross_validation_tests_every_question_once_and_resumes(tiny_encoder: Path, tmp_path: Path) -> None:
+    config = CVConfig(
+        base={"encoder": str(tiny_encoder), "train": [str(SAMPLE)], "epochs": 1, "progress": False,
+              "features": {"max_seq_length": 160, "doc_stride": 64}, "split": {"validation_share": 0.3},
+              "intermediate": {"data": [str(SAMPLE)], "cache": str(tmp_path / "intermediate")}},
+        variants={"baseline": {}, "high_lr": {"lr": 3e-3}}, folds=2, seeds=[1], out=tmp_path / "runs", bootstrap=500)
+    records_path = tmp_path / "records.json"
+    records = run_cv(config, records_path)
+    ids = sorted(e.id for e in read_dataset(SAMPLE))
+    for variant in ("baseline", "high_lr"):
+        tested = [q for run in records[variant].values() for q in run["questions"]]
+        assert sorted(tested) == ids  # each question held out exactly once per seed
+    # one intermediate model, trained once, served both folds and variants
+    assert len(list((tmp_path / "intermediate").glob("best/stage.json"))) == 1
+    saved = json.loads((tmp_path / "runs/baseline/fold0_seed1/train_config.json").read_text())
+    assert saved["split"]["fold"] == 0 and saved["seed"] == 1
+
+    def must_not_train(config):  # every run is recorded: a second invocation trains nothing
+        raise AssertionError(f"retrained {config.out}")
+
+    assert run_cv(config, records_path, train=must_not_train) == records
+    summary = summarize(records, config)
+    assert summary["variants"]["baseline"]["questions"] == len(ids)
+    assert set(summary["paired"]) == {"high_lr"}
