@@ -58,12 +58,16 @@ def plot_probabilities(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib import font_manager
 
+    _register_packaged_cjk_font(font_manager)
     cjk = [f.name for f in font_manager.fontManager.ttflist
-           if any(k in f.name for k in ("CJK", "WenQuanYi", "SimHei", "Source Han", "Droid Sans Fallback", "AR PL"))]
+           if any(k in f.name for k in ("CJK SC", "CJK", "WenQuanYi", "SimHei", "Source Han", "Droid Sans Fallback",
+                                        "AR PL"))]
+    cjk.sort(key=lambda name: "CJK SC" not in name)  # simplified-Chinese glyph forms first
     if cjk:
         plt.rcParams["font.sans-serif"] = cjk[:1] + plt.rcParams["font.sans-serif"]
     idx = [i for i, o in enumerate(result["offsets"]) if o is not None]
-    # Without a CJK font (e.g. apt-get install fonts-noto-cjk) tokens are labelled by their position.
+    # Without a CJK font (the noto-cjk-sans-otc package, or e.g. apt-get install fonts-noto-cjk) tokens are
+    # labelled by their position.
     tokens = [result["tokens"][i] if cjk else str(i) for i in idx]
     starts = [result["start_probs"][i] for i in idx]
     ends = [result["end_probs"][i] for i in idx]
@@ -84,3 +88,14 @@ def plot_probabilities(result: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
     plt.close(fig)
+
+
+def _register_packaged_cjk_font(font_manager) -> None:  # type: ignore[no-untyped-def]
+    """Make the Noto Sans CJK collection of the ``noto-cjk-sans-otc`` package known to matplotlib, if installed."""
+    try:
+        from noto_cjk_sans_otc import FONT_PATH
+    except ImportError:
+        return
+    path = str(FONT_PATH)
+    if all(f.fname != path for f in font_manager.fontManager.ttflist):
+        font_manager.fontManager.addfont(path)

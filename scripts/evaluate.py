@@ -20,10 +20,20 @@ from pathlib import Path
 
 from kg.cli import setup_logging
 from kg.io import atomic_write_text
+from kgutil.html import write_page
 from mrc.data import DataError, read_dataset, read_predictions
 from mrc.metrics import evaluate_predictions
 
 log = logging.getLogger("evaluate")
+
+
+def locate(context: str, prediction: dict) -> dict:
+    """A prediction with character offsets: its own, else the first occurrence of its answer in the context."""
+    if "start" in prediction:
+        return prediction
+    answer = prediction.get("answer", "")
+    start = context.find(answer) if answer else -1
+    return {**prediction, "start": max(start, 0), "end": start + len(answer) if start >= 0 else 0}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metric", choices=["auto", "cmrc", "squad"], default="auto",
                    help="auto: CMRC 2018 for a Chinese dataset, SQuAD for an English one")
     p.add_argument("--out", type=Path, help="also write the metrics (and predictions) here")
+    p.add_argument("--html", type=Path, help="write an HTML report (scores by type, every question) here")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="auto")
     p.add_argument("--log-level", default="INFO")
@@ -46,17 +57,26 @@ def main(argv: list[str] | None = None) -> int:
             raise DataError(f"{args.data}: the dataset holds no questions")
         if args.predictions:
             predictions = read_predictions(args.predictions)
-            metrics = evaluate_predictions(examples, predictions, args.metric)
+            metrics = evaluate_predictions(examples, predictions, args.metric, per_question=True)
         else:
             from mrc.inference import evaluate_saved_model
 
             metrics, predictions = evaluate_saved_model(args.model, examples, metric=args.metric,
-                                                        batch_size=args.batch_size, device=args.device)
+                                                        batch_size=args.batch_size, device=args.device,
+                                                        per_question=True)
     except (DataError, FileNotFoundError, ValueError) as err:
         log.error("%s", err)
         return 2
     if unknown := metrics["unknown_predictions"]:
         log.warning("%d prediction ids are not in %s (first: %s)", len(unknown), args.data, ", ".join(unknown[:5]))
+    scores = metrics.pop("questions")
+    if args.html:
+        from mrc.html import render_report
+
+        located = {ex.id: locate(ex.context, predictions.get(ex.id, {})) for ex in examples}
+        write_page(args.html, render_report(examples, located, {**metrics, "questions": scores},
+                                            title=str(args.model or args.predictions)))
+        log.info("wrote %s", args.html)
     print(json.dumps(metrics, ensure_ascii=False, indent=2))
     if args.out:
         atomic_write_text(args.out / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2))

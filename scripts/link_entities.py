@@ -23,6 +23,7 @@ from kg import arcadedb
 from kg.cli import ConfigError, add_common_args, build_config, setup_logging
 from kg.snapshot import Snapshot, SnapshotError
 from kg.store import GraphStore, StoreConfig
+from kgutil.html import write_page
 from mrc.data import DataError, read_dataset
 from retrieval.index import EntityIndex
 from retrieval.linker import EntityLinker, Link, LinkerConfig
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                         "posseg: jieba's POS-HMM throughout")
     p.add_argument("--top-k", type=int)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--html", type=Path, help="also write a self-contained HTML view of the links here")
     add_common_args(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
@@ -112,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, links in zip(segments, linker.link_many(list(segments.values()))):
         results[name] = [{**link.as_dict(), "neighbours": neighbourhood(link.entity_id, link.entity,
                                                                         config.neighbours)} for link in links]
+    if args.html:
+        from retrieval.html import render_links
+
+        write_page(args.html, render_links(segments, results, index=str(config.index),
+                                           neighbours_from=neighbourhood.source))
+        log.info("wrote %s", args.html)
     if args.json:
         print(json.dumps({"neighbours_from": neighbourhood.source, "segments": segments, "links": results},
                          ensure_ascii=False, indent=2))

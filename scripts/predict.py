@@ -17,6 +17,7 @@ from pathlib import Path
 
 from kg.cli import setup_logging
 from kgutil.device import resolve_device
+from kgutil.html import write_page
 from mrc.model import load_model
 from mrc.predict import plot_probabilities, predict_one
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--passage", help="passage text (or --passage-file)")
     p.add_argument("--passage-file", type=Path)
     p.add_argument("--plot", type=Path, help="write the start/end probability plot here (PNG)")
+    p.add_argument("--html", type=Path, help="write a self-contained HTML view of the prediction here")
     p.add_argument("--json", action="store_true")
     p.add_argument("--max-passage-chars", type=int, default=20_000,
                    help="warn above this passage length (0: never); long passages take many windows")
@@ -54,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     log.info("read %d windows", result["windows"])
     if args.plot:
         plot_probabilities(result, args.plot)
+    if args.html:
+        from mrc.html import render_prediction
+
+        write_page(args.html, render_prediction(args.question, passage, result))
     if args.json:
         keys = ("answer", "score", "start", "end", "support", "support_sentences", "nbest", "entities", "windows")
         print(json.dumps({k: result[k] for k in keys}, ensure_ascii=False, indent=2))
@@ -64,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     for e in result["entities"]:
         print(f"entity:  {e['span']} → {e['entity']} ({e.get('type') or '-'}, {e['rule']}) "
               f"local attention {e['attention']:.3f}")
-    if args.plot:
-        print(f"plot:    {args.plot}")
+    for label, path in (("plot", args.plot), ("html", args.html)):
+        if path:
+            print(f"{label}:{' ' * (8 - len(label))}{path}")
     return 0
 
 

@@ -142,16 +142,21 @@ def test_tiny_model_overfits_and_resumes(tiny_encoder: Path, tmp_path: Path) -> 
     run = [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--data", str(SAMPLE), "--log-level", "WARNING"]
     by_model = json.loads(subprocess.run(run + ["--model", str(best)], capture_output=True, text=True,
                                          check=True).stdout)
-    by_file = json.loads(subprocess.run(run + ["--predictions", str(tmp_path / "run" / "predictions.json")],
+    by_file = json.loads(subprocess.run(run + ["--predictions", str(tmp_path / "run" / "predictions.json"),
+                                               "--html", str(tmp_path / "report.html")],
                                         capture_output=True, text=True, check=True).stdout)
+    assert read_dataset(SAMPLE)[0].question in (tmp_path / "report.html").read_text(encoding="utf-8")
     assert by_model["overall"]["em"] == by_file["overall"]["em"] == result.best_metrics["overall"]["em"]
     ex = read_dataset(SAMPLE)[1]
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), "--model", str(best), "--question",
-                          ex.question, "--passage", ex.context, "--json", "--plot", str(tmp_path / "p.png")],
+                          ex.question, "--passage", ex.context, "--json", "--plot", str(tmp_path / "p.png"),
+                          "--html", str(tmp_path / "p.html")],
                          capture_output=True, text=True, check=True)
     answer = json.loads(out.stdout)
     assert answer["answer"] and answer["support"] and (tmp_path / "p.png").stat().st_size > 1000
     assert answer["windows"] == 1
+    page = (tmp_path / "p.html").read_text(encoding="utf-8")
+    assert f'<span id="answer">{answer["answer"]}</span>' in page
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), "--model", str(best), "--question",
                           ex.question, "--passage", ex.context * 12, "--max-passage-chars", "500"],
                          capture_output=True, text=True, check=True)
