@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SHARED ?= ../shared
 
-.PHONY: demo test install clean
+.PHONY: demo test install browser clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# Headless Chromium (and a CJK font for its screenshots) for tests/test_html.py's browser checks (Debian/Ubuntu, as root); the tests skip without it.
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk)
 
 clean:
 	rm -rf demo_run .pytest_cache

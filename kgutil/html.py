@@ -71,12 +71,16 @@ def marked(text: str, links: list[dict[str, Any]] = (), *, answer: tuple[int, in
     return items
 
 
+_HUES = {"疾病": 0, "disease": 0, "症状": 30, "symptom": 30, "药物": 120, "药品": 120, "compound": 120,
+         "检查": 210, "治疗": 270, "手术": 270, "科室": 180, "部位": 320, "anatomy": 320, "食物": 60}
+
+
 def colour(key: str | None) -> str:
-    """A stable pastel colour for an entity type (or any key)."""
+    """A stable pastel colour for an entity type: fixed hues for the common medical types, else a hash."""
     if not key:
         return "hsl(0, 0%, 85%)"
-    hue = int(hashlib.md5(key.encode("utf-8")).hexdigest()[:4], 16) % 360
-    return f"hsl({hue}, 70%, 80%)"
+    hue = _HUES.get(key.lower(), int(hashlib.md5(key.encode("utf-8")).hexdigest()[:4], 16) % 360)
+    return f"hsl({hue}, 75%, 82%)"
 
 
 def render(template: str, **context: Any) -> str:
