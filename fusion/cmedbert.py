@@ -10,6 +10,7 @@ With every entity masked, ē = ê = 0 and the model is the same computation as w
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,10 +45,13 @@ class FusionConfig(BaseModel):
                                                      "starts from the baseline's function (stabilising variant)")
     linker: dict[str, Any] = Field(default_factory=dict, description="retrieval.linker.LinkerConfig overrides")
     cache_dir: str | None = Field(None, description="entity-input cache (default: INDEX/cache)")
+    snapshot_checksum: str | None = Field(None, description="the KG snapshot of the entity table, recorded when "
+                                                            "the model is built; an index of another is refused")
 
 
 class CMedBERT(BaselineMRC):
     model_type = "cmedbert"
+    settings = FusionConfig
 
     def __init__(self, encoder: nn.Module, config: ModelConfig, *, entity_matrix: torch.Tensor | None = None
                  ) -> None:
@@ -74,11 +78,18 @@ class CMedBERT(BaselineMRC):
         return cls(encoder, config, entity_matrix=state["entity_embeddings.weight"][:-1])
 
     def _load_entity_matrix(self) -> torch.Tensor:
-        """Entity embeddings of the #3 export, checked against the snapshot of the #4 index."""
+        """Entity embeddings of the KG-embeddings export, checked against the snapshot of the entity index. The
+        snapshot checksum and the absolute index path are recorded in the model's settings, so a saved model
+        finds its index from anywhere and refuses one built from another snapshot."""
         if not self.fusion.index or not self.fusion.embeddings:
             raise ValueError("cmedbert needs fusion.index and fusion.embeddings (--index, --embeddings)")
         index = EntityIndex.load(self.fusion.index)
-        return KGEmbeddings.load(self.fusion.embeddings, snapshot_checksum=index.snapshot_checksum).entity
+        matrix = KGEmbeddings.load(self.fusion.embeddings, snapshot_checksum=index.snapshot_checksum).entity
+        self.fusion = self.fusion.model_copy(update={
+            "index": str(Path(self.fusion.index).resolve()), "embeddings": str(Path(self.fusion.embeddings).resolve()),
+            "snapshot_checksum": index.snapshot_checksum})
+        self.config = self.config.model_copy(update={"fusion": self.fusion.model_dump()})
+        return matrix
 
     @property
     def num_entities(self) -> int:

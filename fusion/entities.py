@@ -25,7 +25,10 @@ log = logging.getLogger(__name__)
 class EntityInputs:
     def __init__(self, fusion: Any) -> None:
         self.config = fusion
-        self.index = EntityIndex.load(fusion.index)
+        if not fusion.index or not Path(fusion.index, "manifest.json").exists():
+            raise ValueError(f"entity index {fusion.index!r} not found: give the model its index with --index DIR "
+                             f"(built from KG snapshot {(fusion.snapshot_checksum or '?')[:12]}…)")
+        self.index = EntityIndex.load(fusion.index, snapshot_checksum=fusion.snapshot_checksum)
         self.linker_config = LinkerConfig.model_validate(fusion.linker)
         self._linker: EntityLinker | None = None
         self.cache_dir = Path(fusion.cache_dir) if fusion.cache_dir else Path(fusion.index) / "cache"

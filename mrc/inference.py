@@ -100,10 +100,12 @@ def evaluate_model(model: BaselineMRC, tokenizer: Any, examples: list[Example], 
 
 
 def evaluate_saved_model(path: Path, examples: list[Example], *, metric: MetricChoice = "auto",
-                         batch_size: int = 16, device: str = "auto", per_question: bool = False
+                         batch_size: int = 16, device: str = "auto", per_question: bool = False,
+                         settings: dict[str, Any] | None = None
                          ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Score a saved model directory on ``examples`` with its saved windows, answer length and τ."""
-    model, tokenizer, saved = load_model(path)
+    """Score a saved model directory on ``examples`` with its saved windows, answer length and τ
+    (``settings`` override the model family's saved settings, see ``load_model``)."""
+    model, tokenizer, saved = load_model(path, settings)
     torch_device = resolve_device(device)
     model.to(torch_device)
     features_cfg = FeatureConfig.model_validate(saved.get("features", {}))

@@ -17,19 +17,21 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from kg.io import atomic_path
+from mrc.registry import model_class
 
 KGMRC_CONFIG = "kgmrc_config.json"
 WEIGHTS = "model.safetensors"
 
 
 class ModelConfig(BaseModel):
-    """Settings saved with a model. ``fusion`` holds the CMedBERT settings (unused by the baseline)."""
+    """Settings saved with a model. ``fusion`` holds the family's own settings, validated by the family's
+    ``settings`` class when the config is read (a typo such as ``fusion.loopz`` fails there)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -37,6 +39,15 @@ class ModelConfig(BaseModel):
     support_weight: float = Field(1.0, ge=0, description="λ of the baseline (fixed)")
     dropout: float = Field(0.1, ge=0, lt=1)
     fusion: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _family_settings(self) -> "ModelConfig":
+        family = model_class(self.model_type)
+        if family.settings is not None:
+            self.fusion = family.settings.model_validate(self.fusion).model_dump()
+        elif self.fusion:
+            raise ValueError(f"model type {self.model_type!r} takes no fusion settings")
+        return self
 
 
 @dataclass
@@ -55,6 +66,7 @@ class BaselineMRC(nn.Module):
     """Encoder + span head + support head, trained with L = L_A + λ·L_S."""
 
     model_type: ClassVar[str] = "baseline"
+    settings: ClassVar[type[BaseModel] | None] = None  # the family's own settings (ModelConfig.fusion)
 
     def __init__(self, encoder: nn.Module, config: ModelConfig) -> None:
         super().__init__()
@@ -119,17 +131,6 @@ class BaselineMRC(nn.Module):
         return out
 
 
-def model_class(model_type: str) -> type[BaselineMRC]:
-    """The registry of model families (``--model-type``)."""
-    if model_type == "baseline":
-        return BaselineMRC
-    if model_type == "cmedbert":
-        from fusion.cmedbert import CMedBERT
-
-        return CMedBERT
-    raise ValueError(f"unknown model type {model_type!r}; choose baseline or cmedbert")
-
-
 def build_model(encoder: str | Path, config: ModelConfig, **kwargs: Any) -> BaselineMRC:
     """A fresh model on a pretrained encoder (Hugging Face name or path)."""
     return model_class(config.model_type)(AutoModel.from_pretrained(str(encoder)), config, **kwargs)
@@ -154,10 +155,13 @@ def read_model_json(path: Path) -> dict[str, Any]:
     return json.loads(file.read_text(encoding="utf-8"))
 
 
-def load_model(path: Path) -> tuple[BaselineMRC, Any, dict[str, Any]]:
-    """(model, tokenizer, kgmrc_config.json contents) from a directory written by :func:`save_model`."""
+def load_model(path: Path, settings: dict[str, Any] | None = None) -> tuple[BaselineMRC, Any, dict[str, Any]]:
+    """(model, tokenizer, kgmrc_config.json contents) from a directory written by :func:`save_model`;
+    ``settings`` override the family's saved settings (e.g. ``{"index": DIR}`` for a moved entity index)."""
     payload = read_model_json(path)
     config = ModelConfig.model_validate(payload["config"])
+    if settings:
+        config = ModelConfig.model_validate({**config.model_dump(), "fusion": {**config.fusion, **settings}})
     encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(path)))
     state = load_file(str(Path(path) / WEIGHTS))
     model = model_class(config.model_type).from_state(encoder, config, state)

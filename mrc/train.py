@@ -34,7 +34,8 @@ from mrc.data import Example, read_dataset
 from mrc.features import FeatureConfig, prepare_features
 from mrc.inference import autocast, collate, evaluate_model, evaluate_saved_model
 from mrc.metrics import MetricChoice
-from mrc.model import BaselineMRC, ModelConfig, build_model, load_model, model_class, save_model
+from mrc.model import BaselineMRC, ModelConfig, build_model, load_model, save_model
+from mrc.registry import model_class
 
 log = logging.getLogger(__name__)
 

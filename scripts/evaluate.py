@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="also write the metrics (and predictions) here")
     p.add_argument("--html", type=Path, help="write an HTML report (scores by type, every question) here")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--index", type=Path, help="CMedBERT: the entity index, when it moved since training "
+                                               "(an index of another KG snapshot is refused)")
     p.add_argument("--device", default="auto")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
@@ -63,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
 
             metrics, predictions = evaluate_saved_model(args.model, examples, metric=args.metric,
                                                         batch_size=args.batch_size, device=args.device,
-                                                        per_question=True)
-    except (DataError, FileNotFoundError, ValueError) as err:
+                                                        per_question=True,
+                                                        settings={"index": str(args.index)} if args.index else None)
+    except (DataError, FileNotFoundError, ValueError) as err:  # SnapshotError is a ValueError
         log.error("%s", err)
         return 2
     if unknown := metrics["unknown_predictions"]:

@@ -35,24 +35,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--max-passage-chars", type=int, default=20_000,
                    help="warn above this passage length (0: never); long passages take many windows")
+    p.add_argument("--index", type=Path, help="CMedBERT: the entity index, when it moved since training "
+                                               "(an index of another KG snapshot is refused)")
     p.add_argument("--device", default="auto")
     p.add_argument("--log-level", default="WARNING")
     args = p.parse_args(argv)
     setup_logging(args.log_level)
-    passage = args.passage or (args.passage_file.read_text(encoding="utf-8") if args.passage_file else None)
+    try:
+        passage = args.passage or (args.passage_file.read_text(encoding="utf-8") if args.passage_file else None)
+    except (OSError, UnicodeDecodeError) as err:
+        log.error("%s: %s", args.passage_file, err)
+        return 2
     if not passage or not passage.strip() or not args.question.strip():
         p.error("need a non-empty --question and --passage (or --passage-file)")
-    try:
-        model, tokenizer, saved = load_model(args.model)
-    except (FileNotFoundError, ValueError) as err:
-        log.error("%s", err)
-        return 2
     if args.max_passage_chars and len(passage) > args.max_passage_chars:
         log.warning("the passage has %d characters, over --max-passage-chars %d: it is read in many windows "
                     "and takes correspondingly long", len(passage), args.max_passage_chars)
-    device = resolve_device(args.device)
-    model.to(device)
-    result = predict_one(model, tokenizer, saved, args.question, passage, device)
+    try:
+        model, tokenizer, saved = load_model(args.model, {"index": str(args.index)} if args.index else None)
+        device = resolve_device(args.device)
+        model.to(device)
+        result = predict_one(model, tokenizer, saved, args.question, passage, device)
+    except (FileNotFoundError, ValueError) as err:  # SnapshotError included: an index of another snapshot
+        log.error("%s", err)
+        return 2
     log.info("read %d windows", result["windows"])
     if args.plot:
         plot_probabilities(result, args.plot)

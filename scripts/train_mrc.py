@@ -22,6 +22,7 @@ from pathlib import Path
 from kg.cli import ConfigError, add_common_args, build_config, setup_logging
 from kg.snapshot import SnapshotError
 from mrc.data import DataError
+from mrc.registry import family_names
 from mrc.train import TrainConfig, train_mrc
 
 log = logging.getLogger("train_mrc")
@@ -50,7 +51,7 @@ def fusion_flags(args: argparse.Namespace) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model-type", choices=["baseline", "cmedbert"])
+    p.add_argument("--model-type", choices=family_names(), help="model family (registry: mrc.registry)")
     p.add_argument("--encoder", help="Hugging Face encoder name or path")
     p.add_argument("--init-from", type=Path, help="kgmrc model directory to start from")
     p.add_argument("--train", nargs="+", type=Path, help="training files (SQuAD / CMedMRC layout)")

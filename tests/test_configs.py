@@ -53,3 +53,27 @@ def test_recipe_of_record_is_the_default() -> None:
 
 def test_every_config_is_covered() -> None:
     assert {p.parent.name for p in CONFIGS.rglob("*.yaml")} == {"kg", "emb", "mrc", "cv"}
+
+
+def test_family_settings_are_validated_when_the_config_is_read() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="loopz"):
+        TrainConfig.model_validate({"model": {"model_type": "cmedbert", "fusion": {"loopz": 3}}})
+    with pytest.raises(ValidationError, match="unknown model type 'bert'; registered: baseline, cmedbert"):
+        TrainConfig.model_validate({"model": {"model_type": "bert"}})
+    with pytest.raises(ValidationError, match="takes no fusion settings"):
+        TrainConfig.model_validate({"model": {"model_type": "baseline", "fusion": {"loops": 2}}})
+    assert TrainConfig.model_validate({"model": {"model_type": "cmedbert", "fusion": {"loops": 3}}}).model.fusion[
+        "loops"] == 3
+
+
+def test_mrc_imports_neither_fusion_nor_pykeen() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, mrc.train, mrc.inference, mrc.predict, mrc.crossval, mrc.html\n"
+            "from mrc.registry import family_names\nassert family_names() == ['baseline', 'cmedbert']\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('fusion', 'pykeen')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -201,3 +201,45 @@ def test_embeddings_from_another_snapshot_are_refused(sample_kg_assets: dict, tm
                                                         "embeddings": str(sample_kg_assets["emb"])})
     with pytest.raises(SnapshotError, match="retrain"):
         CMedBERT(encoder, config)
+
+
+def test_a_copied_model_finds_its_index_and_refuses_another(tiny_encoder: Path, sample_kg_assets: dict,
+                                                            tmp_path: Path) -> None:
+    """A CMedBERT directory records its index (absolute path) and KG snapshot: copied elsewhere and run from
+    another directory it answers the same; with its index moved it says so; an index of another snapshot is
+    refused with a clear error, never silently misaligned."""
+    import shutil
+
+    from kg.records import Triple
+    from kg.snapshot import Snapshot, snapshot_from_records
+    from retrieval.index import IndexConfig, build_index
+
+    idx = tmp_path / "idx"
+    shutil.copytree(sample_kg_assets["idx"], idx)
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "train_mrc.py"), "--train", str(SAMPLE_QA),
+                    "--validation", str(SAMPLE_QA), "--epochs", "1", "--max-seq-length", "160", "--doc-stride", "64",
+                    "--no-progress", "--intermediate-epochs", "0", "--encoder", str(tiny_encoder), "--model-type",
+                    "cmedbert", "--index", "idx", "--embeddings", str(sample_kg_assets["emb"]), "--out", "run"],
+                   check=True, cwd=tmp_path, capture_output=True)
+    saved = json.loads((tmp_path / "run/best/kgmrc_config.json").read_text())
+    assert saved["config"]["fusion"]["index"] == str(idx.resolve()) and saved["config"]["fusion"]["snapshot_checksum"]
+    elsewhere = tmp_path / "copy" / "model"
+    shutil.copytree(tmp_path / "run" / "best", elsewhere)
+    ask = [sys.executable, str(ROOT / "scripts" / "predict.py"), "--question", "二甲双胍常见的不良反应是什么？",
+           "--passage", "二甲双胍是2型糖尿病的一线治疗药物，常见不良反应为胃肠道反应。", "--json"]
+
+    def predict(model: Path, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*ask, "--model", str(model), *extra], capture_output=True, text=True,
+                              cwd=tmp_path / "copy")
+
+    first = json.loads(predict(tmp_path / "run" / "best").stdout)
+    assert json.loads(predict(elsewhere).stdout)["answer"] == first["answer"]
+    idx.rename(tmp_path / "moved_idx")
+    gone = predict(elsewhere)
+    assert gone.returncode == 2 and "not found: give the model its index with --index" in gone.stderr
+    assert json.loads(predict(elsewhere, "--index", str(tmp_path / "moved_idx")).stdout)["answer"] == first["answer"]
+    snapshot_from_records([Triple(head="甲", relation="r", tail="乙")], tmp_path / "other")
+    build_index(Snapshot.load(tmp_path / "other"), IndexConfig(progress=False), idx)  # idx/ rebuilt, other KG
+    refused = predict(elsewhere)
+    assert refused.returncode == 2 and "index was built from snapshot" in refused.stderr
+    assert "Traceback" not in refused.stderr
