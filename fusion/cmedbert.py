@@ -11,7 +11,7 @@ With every entity masked, ē = ê = 0 and the model is the same computation as w
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -19,10 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from fusion.entities import EntityInputs
-from fusion.layers import DynamicLambda, GatedFusion, GlobalEntityAttention, LocalEntityAttention, OutputMerge
+from fusion.layers import (DynamicLambda, EntityRepresentation, GatedFusion, GlobalEntityAttention,
+                           LocalEntityAttention, OutputMerge, ScaleShift)
 from kg.embeddings import KGEmbeddings
 from mrc.model import BaselineMRC, ModelConfig
 from retrieval.index import EntityIndex
+
+
+_NAME_TOKENS = 8  # sub-words kept of an entity name
 
 
 class FusionConfig(BaseModel):
@@ -47,53 +51,84 @@ class FusionConfig(BaseModel):
     cache_dir: str | None = Field(None, description="entity-input cache (default: INDEX/cache)")
     snapshot_checksum: str | None = Field(None, description="the KG snapshot of the entity table, recorded when "
                                                             "the model is built; an index of another is refused")
+    entity_features: list[Literal["kg", "name", "type"]] = Field(
+        default_factory=lambda: ["kg"], description="what an entity vector is made of: its KG embedding, its name "
+        "in the encoder's own word embeddings, its type (the paper: kg only)")
+    entity_dim: int | None = Field(None, ge=8, description="projected entity width when more than kg is used "
+                                                           "(default: the encoder's hidden size)")
+    global_order: Literal["first", "evidence"] = Field(
+        "first", description="which N entities of a window global attention sees: by first occurrence (the "
+        "paper), or by evidence (question entities, then best per-token rank, then mention count)")
+    scale_shift: bool = Field(False, description="add knowledge as a zero-start scale and shift of the token "
+                                                 "states (KALA-style) instead of the σ output merge")
+    lambda_floor: float = Field(0.0, ge=0, description="dynamic λ is at least this (keeps the support loss)")
 
 
 class CMedBERT(BaselineMRC):
     model_type = "cmedbert"
     settings = FusionConfig
 
-    def __init__(self, encoder: nn.Module, config: ModelConfig, *, entity_matrix: torch.Tensor | None = None
+    def __init__(self, encoder: nn.Module, config: ModelConfig, *, tables: dict[str, torch.Tensor] | None = None
                  ) -> None:
+        """``tables`` (kg, name_ids, type_ids, n_types) rebuild a saved model; without them they come from the
+        configured KG-embeddings export and entity index."""
         self.fusion = FusionConfig.model_validate(config.fusion)
         super().__init__(encoder, config)
         hidden = encoder.config.hidden_size
-        if entity_matrix is None:
-            entity_matrix = self._load_entity_matrix()
-        # Row E is the padding entity: a zero vector.
-        table = torch.cat([entity_matrix.float(), entity_matrix.new_zeros(1, entity_matrix.shape[1]).float()])
-        self.entity_embeddings = nn.Embedding.from_pretrained(table, freeze=not self.fusion.tune_entities,
-                                                              padding_idx=table.shape[0] - 1)
-        d_e = table.shape[1]
+        tables = tables or self._build_tables(encoder)
+        kg = tables["kg"].float()
+        kg = torch.cat([kg, kg.new_zeros(1, kg.shape[1])])  # row E: the padding entity, a zero vector
+        self.entities = EntityRepresentation(
+            kg, tuple(self.fusion.entity_features), encoder.get_input_embeddings(), tables["name_ids"],
+            tables["type_ids"], int(tables["n_types"]), self.fusion.entity_dim or hidden,
+            tune_kg=self.fusion.tune_entities)
+        d_e = self.entities.dim
         self.local_attention = LocalEntityAttention(hidden, d_e)
         self.global_attention = GlobalEntityAttention(hidden, d_e)
         self.gate = GatedFusion(hidden, d_e, residual=self.fusion.residual)
-        self.merge = OutputMerge(hidden, residual=self.fusion.merge_residual)
+        self.merge = ScaleShift(hidden, d_e) if self.fusion.scale_shift else \
+            OutputMerge(hidden, residual=self.fusion.merge_residual)
         self.dynamic_lambda = DynamicLambda(hidden)
         self._inputs: EntityInputs | None = None
 
     @classmethod
     def from_state(cls, encoder: nn.Module, config: ModelConfig, state: dict[str, torch.Tensor]) -> "CMedBERT":
-        """Rebuild a saved model: the entity table comes from its own weights, not from the export paths."""
-        return cls(encoder, config, entity_matrix=state["entity_embeddings.weight"][:-1])
+        """Rebuild a saved model: the entity tables come from its own weights, not from the export paths."""
+        types = state.get("entities.types.weight")
+        return cls(encoder, config, tables={
+            "kg": state["entities.kg.weight"][:-1], "name_ids": state["entities.name_ids"],
+            "type_ids": state["entities.type_ids"],
+            "n_types": types.shape[0] - 1 if types is not None else int(state["entities.type_ids"].max())})
 
-    def _load_entity_matrix(self) -> torch.Tensor:
-        """Entity embeddings of the KG-embeddings export, checked against the snapshot of the entity index. The
-        snapshot checksum and the absolute index path are recorded in the model's settings, so a saved model
-        finds its index from anywhere and refuses one built from another snapshot."""
+    def _build_tables(self, encoder: nn.Module) -> dict[str, Any]:
+        """KG vectors of the embeddings export (checked against the index's snapshot), each entity's name as
+        encoder sub-word ids and its type id. The snapshot checksum and the absolute index path are recorded in
+        the model's settings, so a saved model finds its index from anywhere and refuses one of another KG."""
         if not self.fusion.index or not self.fusion.embeddings:
             raise ValueError("cmedbert needs fusion.index and fusion.embeddings (--index, --embeddings)")
         index = EntityIndex.load(self.fusion.index)
-        matrix = KGEmbeddings.load(self.fusion.embeddings, snapshot_checksum=index.snapshot_checksum).entity
+        kg = KGEmbeddings.load(self.fusion.embeddings, snapshot_checksum=index.snapshot_checksum).entity
         self.fusion = self.fusion.model_copy(update={
             "index": str(Path(self.fusion.index).resolve()), "embeddings": str(Path(self.fusion.embeddings).resolve()),
             "snapshot_checksum": index.snapshot_checksum})
         self.config = self.config.model_copy(update={"fusion": self.fusion.model_dump()})
-        return matrix
+        vocabulary = sorted({t for t in index.types if t})
+        type_of = {t: i for i, t in enumerate(vocabulary)}
+        type_ids = torch.tensor([type_of.get(t, len(vocabulary)) for t in index.types] + [len(vocabulary)])
+        name_ids = torch.full((len(index.names) + 1, 1), -1, dtype=torch.long)
+        if "name" in self.fusion.entity_features:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(encoder.config.name_or_path)
+            encoded = tokenizer(index.names, add_special_tokens=False, truncation=True, max_length=_NAME_TOKENS)
+            name_ids = torch.full((len(index.names) + 1, _NAME_TOKENS), -1, dtype=torch.long)
+            for i, ids in enumerate(encoded["input_ids"]):
+                name_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return {"kg": kg, "name_ids": name_ids, "type_ids": type_ids, "n_types": len(vocabulary)}
 
     @property
     def num_entities(self) -> int:
-        return self.entity_embeddings.num_embeddings - 1
+        return self.entities.kg.num_embeddings - 1
 
     # -- inputs -------------------------------------------------------------------------------------------------
     def entity_inputs(self) -> EntityInputs:
@@ -107,19 +142,36 @@ class CMedBERT(BaselineMRC):
     # -- fusion -------------------------------------------------------------------------------------------------
     def _lookup(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mask = ids >= 0
-        return self.entity_embeddings(torch.where(mask, ids, self.num_entities)), mask
+        return self.entities(torch.where(mask, ids, self.num_entities)), mask
 
     @staticmethod
-    def window_entities(ids: torch.Tensor, limit: int) -> torch.Tensor:
-        """The distinct entity ids of each window, [B, N] padded with -1 (first ``limit`` by first occurrence)."""
+    def window_entities(ids: torch.Tensor, limit: int, order: str = "first",
+                        question: torch.Tensor | None = None) -> torch.Tensor:
+        """The distinct entity ids of each window, [B, N] padded with -1: the first ``limit`` by first
+        occurrence, or by evidence: question entities first (``question`` [B, L] marks question tokens), then
+        the best per-token rank (slot 0 = the token's best-scored link), then more mentions, then first
+        occurrence."""
         out = torch.full((ids.shape[0], limit), -1, dtype=ids.dtype, device=ids.device)
         for b in range(ids.shape[0]):
-            flat = ids[b].flatten()
-            flat = flat[flat >= 0]
-            if flat.numel():
-                uniq, first = np.unique(flat.cpu().numpy(), return_index=True)
-                chosen = uniq[np.argsort(first)][:limit]
-                out[b, : len(chosen)] = torch.from_numpy(chosen).to(ids.device)
+            grid = ids[b].cpu().numpy()  # [L, K]
+            tokens, slots = np.nonzero(grid >= 0)
+            if not len(tokens):
+                continue
+            flat = grid[tokens, slots]
+            uniq, first, counts = np.unique(flat, return_index=True, return_counts=True)
+            if order == "evidence":
+                in_question = np.zeros(len(uniq), dtype=bool)
+                best_slot = np.full(len(uniq), grid.shape[1])
+                where = np.searchsorted(uniq, flat)
+                np.minimum.at(best_slot, where, slots)
+                if question is not None:
+                    q = question[b].cpu().numpy().astype(bool)[tokens]
+                    np.logical_or.at(in_question, where, q)
+                rank = np.lexsort((first, -counts, best_slot, ~in_question))
+            else:
+                rank = np.argsort(first)
+            chosen = uniq[rank][:limit]
+            out[b, : len(chosen)] = torch.from_numpy(chosen).to(ids.device)
         return out
 
     def represent(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
@@ -128,11 +180,13 @@ class CMedBERT(BaselineMRC):
             raise ValueError("cmedbert inputs lack entity_ids; call model.attach_inputs(features, ...) first")
         ids = ids.masked_fill(~batch["attention_mask"].bool().unsqueeze(-1), -1)
         token_entities, token_mask = self._lookup(ids)  # [B,L,K,d_e]
-        window_ids = self.window_entities(ids, self.fusion.max_window_entities)
+        question = (batch["token_type_ids"] == 0) & ~batch["context_mask"] & batch["attention_mask"].bool()
+        window_ids = self.window_entities(ids, self.fusion.max_window_entities, self.fusion.global_order, question)
         window_entities, window_mask = self._lookup(window_ids)  # [B,N,d_e]
         h = hidden
         zeros = hidden.new_zeros(*hidden.shape[:2], token_entities.shape[-1])
         alpha = beta = None
+        local = global_ = zeros
         for _ in range(self.fusion.loops):
             local, alpha = self.local_attention(h, token_entities, token_mask) if self.fusion.local else (zeros, None)
             if self.fusion.global_:
@@ -146,6 +200,8 @@ class CMedBERT(BaselineMRC):
             details["local_attention"] = alpha
         if beta is not None:
             details["global_attention"] = beta
+        if self.fusion.scale_shift:  # the last loop's knowledge scales and shifts the encoder states
+            return self.merge(hidden, local, global_), details
         return self.merge(hidden, h), details
 
     def support_weight(self, o: torch.Tensor, hidden: torch.Tensor, start_logits: torch.Tensor,
@@ -155,6 +211,7 @@ class CMedBERT(BaselineMRC):
             return super().support_weight(o, hidden, start_logits, end_logits, support_logits, batch)
         lam, _ = self.dynamic_lambda(o, start_logits, end_logits, support_logits, batch["context_mask"],
                                      batch.get("support_labels"))
+        lam = lam.clamp(min=self.fusion.lambda_floor)
         return lam if self.fusion.lambda_grad else lam.detach()
 
     # -- inspection ---------------------------------------------------------------------------------------------

@@ -121,3 +121,61 @@ class DynamicLambda(nn.Module):
             h_su = torch.einsum("bl,bld->bd", gold.to(o.dtype), o) / count.clamp(min=1)
             per_window = torch.relu(nn.functional.cosine_similarity(h_a, h_su, dim=-1)) * (count.squeeze(1) > 0)
         return per_window.mean(), per_window
+
+
+class EntityRepresentation(nn.Module):
+    """e_j = W_p [kg_j; name_j; type_j], the parts chosen by ``features`` (a subset of kg, name, type).
+
+    kg_j: the KG-embedding row (TransE, PTransE, …); name_j = mean of the MRC encoder's own word embeddings of the
+    entity name's sub-words (the encoder's space, trained with it); type_j: a learned embedding of the entity type
+    from the index (疾病, 症状, 药物, 检查, …). With ``features == ("kg",)`` W_p is the identity (the paper).
+    """
+
+    def __init__(self, kg_table: torch.Tensor, features: tuple[str, ...], word_embeddings: nn.Embedding,
+                 name_ids: torch.Tensor, type_ids: torch.Tensor, n_types: int, out_dim: int, type_dim: int = 32,
+                 tune_kg: bool = False) -> None:
+        super().__init__()
+        self.features = features
+        self.kg = nn.Embedding.from_pretrained(kg_table, freeze=not tune_kg, padding_idx=kg_table.shape[0] - 1)
+        # The encoder's own embedding module, referenced but not registered: its weights stay the encoder's
+        # (one copy in the state dict, moved with the encoder).
+        self.__dict__["word_embeddings"] = word_embeddings
+        self.register_buffer("name_ids", name_ids, persistent=True)  # [E+1, T], -1 padded
+        self.register_buffer("type_ids", type_ids, persistent=True)  # [E+1], n_types = untyped / padding
+        self.types = nn.Embedding(n_types + 1, type_dim) if "type" in features else None
+        widths = {"kg": kg_table.shape[1], "name": word_embeddings.embedding_dim, "type": type_dim}
+        width = sum(widths[f] for f in features)
+        self.project = nn.Identity() if features == ("kg",) else nn.Linear(width, out_dim)
+        self.dim = kg_table.shape[1] if features == ("kg",) else out_dim
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids [...] (padding row for none) → e [..., dim]."""
+        parts = []
+        for feature in self.features:
+            if feature == "kg":
+                parts.append(self.kg(ids))
+            elif feature == "name":
+                tokens = self.name_ids[ids]  # [..., T]
+                mask = (tokens >= 0).unsqueeze(-1)
+                vectors = self.word_embeddings(tokens.clamp(min=0)) * mask
+                parts.append(vectors.sum(-2) / mask.sum(-2).clamp(min=1))
+            else:
+                parts.append(self.types(self.type_ids[ids]))
+        return self.project(torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0])
+
+
+class ScaleShift(nn.Module):
+    """Knowledge as a feature-wise scale and shift of each token state (KALA-style):
+    o_i = h_i ⊙ (1 + tanh(W_γ[ē_i; ê])) + W_β[ē_i; ê], with W_γ = W_β = 0 at the start (o = h: the baseline)."""
+
+    def __init__(self, hidden: int, entity_dim: int) -> None:
+        super().__init__()
+        self.gamma = nn.Linear(2 * entity_dim, hidden)
+        self.beta = nn.Linear(2 * entity_dim, hidden)
+        for layer in (self.gamma, self.beta):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, h: torch.Tensor, local: torch.Tensor, global_: torch.Tensor) -> torch.Tensor:
+        knowledge = torch.cat([local, global_], dim=-1)
+        return h * (1 + torch.tanh(self.gamma(knowledge))) + self.beta(knowledge)

@@ -24,7 +24,10 @@ def tiny_model(num_entities: int = 20, d_e: int = 8, **fusion: object) -> CMedBE
     encoder = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                    intermediate_size=32, max_position_embeddings=64))
     config = ModelConfig(model_type="cmedbert", fusion={"loops": 2, **fusion})
-    return CMedBERT(encoder, config, entity_matrix=torch.randn(num_entities, d_e))
+    names = torch.randint(1, 50, (num_entities + 1, 4))
+    names[::2, 2:] = -1  # shorter names are padded
+    return CMedBERT(encoder, config, tables={"kg": torch.randn(num_entities, d_e), "name_ids": names,
+                                             "type_ids": torch.randint(0, 4, (num_entities + 1,)), "n_types": 3})
 
 
 def batch(entity_ids: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -67,7 +70,7 @@ def test_model_shapes_masks_and_gradients_reach_every_fusion_parameter() -> None
     assert out.details["local_attention"].shape == (2, 12, 3)
     assert 0 <= out.support_weight.item() <= 1
     out.loss.backward()
-    fusion_parts = ("local_attention", "global_attention", "gate", "merge", "dynamic_lambda", "entity_embeddings")
+    fusion_parts = ("local_attention", "global_attention", "gate", "merge", "dynamic_lambda", "entities.kg")
     for name, param in model.named_parameters():
         if name.startswith(fusion_parts):
             assert param.grad is not None and param.grad.abs().sum() > 0, name
@@ -79,7 +82,7 @@ def test_all_entities_masked_equals_the_empty_kg_path() -> None:
     model = tiny_model().eval()
     b = batch(torch.full((2, 12, 3), -1))
     ref = model(**b)
-    model.entity_embeddings.weight.data[:-1].normal_()
+    model.entities.kg.weight.data[:-1].normal_()
     again = model(**b)
     assert torch.equal(ref.start_logits, again.start_logits) and torch.equal(ref.support_logits, again.support_logits)
     no_fusion = tiny_model(local=False, global_=False).eval()
@@ -101,6 +104,50 @@ def test_zero_start_merge_begins_as_the_baseline_and_learns() -> None:
     assert torch.allclose(out.start_logits, ref.start_logits) and torch.allclose(out.support_logits, ref.support_logits)
     out.loss.backward()
     assert model.merge.W_o.weight.grad.abs().sum() > 0  # the zero-initialised merge gets a gradient at once
+
+
+def test_name_and_type_features_train_and_the_encoder_embeddings_learn_from_names() -> None:
+    model = tiny_model(entity_features=["kg", "name", "type"], entity_dim=12)
+    assert model.entities.dim == 12 and model.local_attention.W.out_features == 12
+    ids = torch.full((2, 12, 3), -1)
+    ids[0, 7, :2] = torch.tensor([3, 5])
+    ids[1, 9, 0] = 11
+    out = model(**batch(ids))
+    out.loss.backward()
+    for name in ("entities.project.weight", "entities.types.weight"):
+        assert dict(model.named_parameters())[name].grad.abs().sum() > 0, name
+    rows = model.entities.name_ids[torch.tensor([3, 5, 11])]
+    grad = model.encoder.get_input_embeddings().weight.grad
+    assert grad[rows[rows >= 0]].abs().sum() > 0  # the name path reaches the encoder's own word embeddings
+    assert model.entities.word_embeddings is model.encoder.get_input_embeddings()  # shared, not copied
+
+
+def test_scale_shift_begins_as_the_baseline_and_evidence_orders_global_entities() -> None:
+    from mrc.model import BaselineMRC
+
+    model = tiny_model(scale_shift=True).eval()
+    baseline = BaselineMRC(model.encoder, ModelConfig()).eval()
+    baseline.span.load_state_dict(model.span.state_dict())
+    ids = torch.full((2, 12, 3), -1)
+    ids[0, 7, :2] = torch.tensor([3, 5])
+    b = batch(ids)
+    assert torch.allclose(model(**b).start_logits, baseline(**{k: v for k, v in b.items() if k != "entity_ids"})
+                          .start_logits)
+    grid = torch.full((1, 6, 2), -1)
+    grid[0, 1] = torch.tensor([7, 2])   # first occurrence order: 7, 2, 9, 4
+    grid[0, 3] = torch.tensor([9, 2])
+    grid[0, 4, 0] = 2
+    grid[0, 5, 0] = 4                   # 4 is in the question
+    question = torch.tensor([[False, False, False, False, False, True]])
+    assert CMedBERT.window_entities(grid, 3).tolist() == [[7, 2, 9]]
+    # evidence: question entity 4; then best slot 0 (7, 9, 2 — 2 is best in token 4), more mentions first: 2 (3×)
+    assert CMedBERT.window_entities(grid, 4, "evidence", question).tolist() == [[4, 2, 7, 9]]
+
+
+def test_lambda_floor_keeps_the_support_loss() -> None:
+    model = tiny_model(lambda_floor=0.3)
+    out = model(**batch(torch.full((2, 12, 3), -1)))
+    assert out.support_weight.item() >= 0.3
 
 
 def test_dynamic_lambda_is_in_unit_interval_and_zero_for_negative_cosine() -> None:
