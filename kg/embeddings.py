@@ -1,4 +1,5 @@
-"""KG embeddings with PyKEEN: TransE, TransR and PTransE trained on one seeded split of a #2 snapshot.
+"""KG embeddings with PyKEEN: any model of PyKEEN's registry (TransE, TransR, RotatE, ComplEx, …) and PTransE,
+registered beside them, trained on one seeded split of a KG snapshot.
 
 ``train_embeddings(config)`` is the one entry point (cf. ``pykeen.pipeline``): split → (paths) → train with
 per-epoch safetensors checkpoints (resumable) → filtered rank evaluation → export. The export directory holds
@@ -18,9 +19,11 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+import inspect
+
 from pykeen.evaluation import RankBasedEvaluator
-from pykeen.models import TransE, TransR
+from pykeen.models import TransR, model_resolver
 from pykeen.training import SLCWATrainingLoop
 from pykeen.triples import TriplesFactory
 from safetensors.torch import load_file, save_file
@@ -30,13 +33,20 @@ from kgutil.device import resolve_device
 from kg.checkpoint import load_checkpoint, save_checkpoint
 from kg.io import atomic_path, atomic_write_text
 from kg.pcra import PathSet, extract_paths
+from kg.popularity import popularity_metrics
 from kg.ptranse import PTransE, PTransETrainingLoop
 from kg.snapshot import Snapshot, SnapshotError
 
 log = logging.getLogger(__name__)
 
-ModelName = Literal["transe", "transr", "ptranse"]
 FORMAT_VERSION = 1
+if "ptranse" not in model_resolver.options:
+    model_resolver.register(PTransE)
+
+
+def model_names() -> list[str]:
+    """Every model name ``EmbeddingConfig.model`` accepts: PyKEEN's registry, PTransE included."""
+    return sorted(model_resolver.options)
 
 
 class EmbeddingConfig(BaseModel):
@@ -46,7 +56,10 @@ class EmbeddingConfig(BaseModel):
 
     kg: Path = Field(description="snapshot directory (from build_kg.py)")
     out: Path = Field(description="output directory")
-    model: ModelName = "transe"
+    model: str = Field("transe", description="any PyKEEN model name (transe, transr, rotate, complex, …) or ptranse")
+    loss: Literal["marginranking", "nssa"] = Field("marginranking", description="margin ranking, or "
+                                                   "self-adversarial negative sampling (RotatE's loss)")
+    adversarial_temperature: float = Field(1.0, gt=0, description="NSSA temperature α")
     dim: int = Field(100, ge=2)
     relation_dim: int | None = Field(None, description="TransR relation space (default: dim)")
     epochs: int = Field(50, ge=1)
@@ -71,6 +84,14 @@ class EmbeddingConfig(BaseModel):
     resume: bool = Field(True, description="continue from OUT/checkpoint when it matches this config")
     progress: bool = True
 
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        normalized = model_resolver.normalize(name)
+        if normalized not in model_resolver.options:
+            raise ValueError(f"unknown KG embedding model {name!r}; choose one of {', '.join(model_names())}")
+        return normalized
+
 
 @dataclass
 class EmbeddingResult:
@@ -81,6 +102,7 @@ class EmbeddingResult:
     path_stats: dict[str, float]
     losses: list[float]
     out: Path
+    popularity: dict[str, float] | None = None  # the calibration baseline on the same test triples
 
 
 def triples_factory(snapshot: Snapshot) -> TriplesFactory:
@@ -99,14 +121,18 @@ def split_snapshot(snapshot: Snapshot, ratios: tuple[float, float, float], seed:
     return train, valid, test
 
 
-def build_model(config: EmbeddingConfig, train: TriplesFactory, paths: PathSet | None) -> TransE | TransR:
-    common = dict(triples_factory=train, embedding_dim=config.dim, scoring_fct_norm=config.norm,
-                  random_seed=config.seed, loss="marginranking", loss_kwargs={"margin": config.margin})
-    if config.model == "transe":
-        return TransE(**common)
-    if config.model == "transr":
-        return TransR(relation_dim=config.relation_dim or config.dim, **common)
-    return PTransE(paths=paths, path_margin=config.margin, path_weight=config.path_weight, **common)
+def build_model(config: EmbeddingConfig, train: TriplesFactory, paths: PathSet | None) -> torch.nn.Module:
+    """The configured model from PyKEEN's resolver; each model gets the settings its constructor takes."""
+    cls = model_resolver.lookup(config.model)
+    loss_kwargs = {"margin": config.margin} if config.loss == "marginranking" else \
+        {"margin": config.margin, "adversarial_temperature": config.adversarial_temperature}
+    kwargs: dict[str, Any] = dict(triples_factory=train, embedding_dim=config.dim, random_seed=config.seed,
+                                  loss=config.loss, loss_kwargs=loss_kwargs)
+    accepted = {name for klass in cls.__mro__ for name in inspect.signature(klass.__init__).parameters}
+    optional = {"scoring_fct_norm": config.norm, "relation_dim": config.relation_dim or config.dim, "paths": paths,
+                "path_margin": config.margin, "path_weight": config.path_weight}
+    kwargs.update({k: v for k, v in optional.items() if k in accepted})
+    return cls(**kwargs)
 
 
 def evaluate(model: torch.nn.Module, test: TriplesFactory, filter_with: list[TriplesFactory], *,
@@ -185,10 +211,16 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
                        batch_size=config.eval_batch_size,
                        slice_size=eval_slice_size(config, snapshot.num_entities), seed=config.seed,
                        progress=config.progress)
+    known = np.concatenate([f.mapped_triples.numpy() for f in (train, valid, test)])
+    popularity = popularity_metrics(train.mapped_triples.numpy(), known, test.mapped_triples.numpy(),
+                                    snapshot.num_entities, snapshot.num_relations,
+                                    max_triples=config.eval_max_triples, seed=config.seed)
     seconds_per_epoch = float(np.mean(epoch_seconds)) if epoch_seconds else None
-    log.info("%s: MRR %.4f, Hits@10 %.4f, %s s/epoch", config.model, metrics["mrr"], metrics["hits@10"],
+    log.info("%s: MRR %.4f, Hits@10 %.4f (popularity baseline: MRR %.4f, Hits@10 %.4f), %s s/epoch", config.model,
+             metrics["mrr"], metrics["hits@10"], popularity["mrr"], popularity["hits@10"],
              f"{seconds_per_epoch:.1f}" if seconds_per_epoch is not None else "-")
-    result = EmbeddingResult(config, metrics, seconds_per_epoch, path_seconds, path_stats, losses, config.out)
+    result = EmbeddingResult(config, metrics, seconds_per_epoch, path_seconds, path_stats, losses, config.out,
+                             popularity)
     export(model, snapshot, result, split_sizes=(train.num_triples, valid.num_triples, test.num_triples))
     return result
 
@@ -196,8 +228,8 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
 def export(model: torch.nn.Module, snapshot: Snapshot, result: EmbeddingResult,
            split_sizes: tuple[int, int, int]) -> None:
     """Write embeddings.safetensors, metadata.json and metrics.json into ``result.out`` (each atomically)."""
-    tensors = {"entity": model.entity_representations[0](indices=None).detach().float().cpu().contiguous(),
-               "relation": model.relation_representations[0](indices=None).detach().float().cpu().contiguous()}
+    tensors = {"entity": _real(model.entity_representations[0](indices=None)),
+               "relation": _real(model.relation_representations[0](indices=None))}
     if isinstance(model, TransR):
         projection = model.relation_representations[1](indices=None).detach().float().cpu()
         tensors["relation_projection"] = projection.reshape(snapshot.num_relations, -1).contiguous()
@@ -207,7 +239,8 @@ def export(model: torch.nn.Module, snapshot: Snapshot, result: EmbeddingResult,
         "relation_dim": int(tensors["relation"].shape[1]), "epochs": config.epochs, "seed": config.seed,
         "snapshot_checksum": snapshot.checksum, "num_entities": snapshot.num_entities,
         "num_relations": snapshot.num_relations, "split": dict(zip(("train", "valid", "test"), split_sizes)),
-        "metrics": result.metrics, "seconds_per_epoch": result.seconds_per_epoch,
+        "metrics": result.metrics, "popularity_metrics": result.popularity,
+        "seconds_per_epoch": result.seconds_per_epoch,
         "path_seconds": result.path_seconds, "path_stats": result.path_stats,
         "config": json.loads(config.model_dump_json()),
     }
@@ -217,6 +250,14 @@ def export(model: torch.nn.Module, snapshot: Snapshot, result: EmbeddingResult,
         save_file(tensors, str(tmp), metadata={"snapshot_checksum": snapshot.checksum, "model": config.model})
     atomic_write_text(out / "metadata.json", json.dumps(metadata, ensure_ascii=False, indent=2))
     atomic_write_text(out / "metrics.json", json.dumps(result.metrics, indent=2))
+
+
+def _real(x: torch.Tensor) -> torch.Tensor:
+    """A representation as a real matrix: complex vectors (RotatE, ComplEx) as [re; im]."""
+    x = x.detach().cpu()
+    if x.is_complex():
+        x = torch.cat([x.real, x.imag], dim=-1)
+    return x.float().reshape(x.shape[0], -1).contiguous()
 
 
 @dataclass

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from kg.cli import ConfigError, add_common_args, build_config, setup_logging
-from kg.embeddings import EmbeddingConfig, train_embeddings
+from kg.embeddings import EmbeddingConfig, model_names, train_embeddings
 from kg.snapshot import SnapshotError
 
 log = logging.getLogger("train_kg_embeddings")
@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kg", type=Path, help="snapshot directory")
     p.add_argument("--out", type=Path, help="output directory")
-    p.add_argument("--model", choices=["transe", "transr", "ptranse"])
+    p.add_argument("--model", choices=model_names(), metavar="MODEL",
+                   help="any PyKEEN model (transe, transr, rotate, complex, distmult, …) or ptranse")
+    p.add_argument("--loss", choices=["marginranking", "nssa"])
     p.add_argument("--dim", type=int)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     try:
         config = build_config(EmbeddingConfig, args, {
-            "kg": args.kg, "out": args.out, "model": args.model, "dim": args.dim, "epochs": args.epochs,
+            "kg": args.kg, "out": args.out, "model": args.model, "loss": args.loss, "dim": args.dim, "epochs": args.epochs,
             "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "device": args.device,
             "eval_max_triples": args.eval_max_triples, "resume": False if args.no_resume else None,
             "progress": False if args.no_progress else None})

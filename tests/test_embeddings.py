@@ -59,11 +59,11 @@ def test_path_composition_adds_relations_and_subtracts_reverses() -> None:
     assert model.relation_representations[0]._embeddings.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("model", ["transe", "transr", "ptranse"])
+@pytest.mark.parametrize("model", ["transe", "transr", "ptranse", "rotate", "complex"])
 def test_train_export_round_trip_and_resume(sample_snapshot: Path, tmp_path: Path, model: str) -> None:
     snap = Snapshot.load(sample_snapshot)
     config = EmbeddingConfig(kg=sample_snapshot, out=tmp_path / model, model=model, dim=16, epochs=1,
-                             batch_size=128, progress=False)
+                             batch_size=128, progress=False, loss="nssa" if model == "rotate" else "marginranking")
     first = train_embeddings(config)
     assert len(first.losses) == 1 and set(first.metrics) >= {"mrr", "hits@1", "hits@3", "hits@10"}
     assert 0 <= first.metrics["mrr"] <= 1
@@ -74,7 +74,9 @@ def test_train_export_round_trip_and_resume(sample_snapshot: Path, tmp_path: Pat
     assert eval_slice_size(sliced, snap.num_entities) < snap.num_entities
     assert train_embeddings(sliced).metrics == pytest.approx(resumed.metrics)
     emb = KGEmbeddings.load(tmp_path / model, snapshot_checksum=snap.checksum)
-    assert emb.entity.shape == (snap.num_entities, 16) and emb.entity.dtype == torch.float32
+    width = 32 if model in ("rotate", "complex") else 16  # complex vectors are exported as [re; im]
+    assert emb.entity.shape == (snap.num_entities, width) and emb.entity.dtype == torch.float32
+    assert 0 < emb.metadata["popularity_metrics"]["mrr"] <= 1
     assert emb.relation.shape[0] == snap.num_relations
     assert emb.metadata["model"] == model and emb.metadata["epochs"] == 2
     assert json.loads((tmp_path / model / "metrics.json").read_text())["mrr"] == emb.metadata["metrics"]["mrr"]
@@ -88,3 +90,24 @@ def test_split_is_fixed_by_seed(sample_snapshot: Path) -> None:
     b = [f.mapped_triples for f in split_snapshot(snap, (0.8, 0.1, 0.1), 7)]
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert sum(len(x) for x in a) == len(snap.triples)
+
+
+def test_popularity_baseline_by_hand() -> None:
+    from kg.popularity import popularity_metrics
+
+    # r0 tails in train: B twice, D once. Test (E, r0, B): tail B scores 2 → rank 1. Head side (?, r0, B): train
+    # heads of r0 are A (2) and C (1), both true heads of (·, r0, B) and so filtered; E ties with B and D at 0 →
+    # optimistic 1, pessimistic 3, realistic 2. MRR = (1 + ½) / 2.
+    train = np.array([[A, R0, B], [C, R0, B], [A, R0, D]])
+    test = np.array([[4, R0, B]])
+    metrics = popularity_metrics(train, np.vstack([train, test]), test, 5, 1)
+    assert metrics == {"mrr": 0.75, "hits@1": 0.5, "hits@3": 1.0, "hits@10": 1.0, "num_test_triples": 1}
+
+
+def test_every_pykeen_model_is_one_name_away() -> None:
+    from kg.embeddings import model_names
+
+    assert {"transe", "transr", "ptranse", "rotate", "complex", "distmult"} <= set(model_names())
+    assert EmbeddingConfig(kg="s", out="o", model="RotatE").model == "rotate"
+    with pytest.raises(ValueError, match="unknown KG embedding model 'transz'"):
+        EmbeddingConfig(kg="s", out="o", model="transz")
