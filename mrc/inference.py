@@ -56,7 +56,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     """Forward passes in bfloat16 where ``precision`` is bf16 (weights, optimiser and losses stay fp32)."""
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.autocast(device.type, dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ F1. The test fold chose nothing: it is scored once, at the end, with the chosen 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -25,9 +26,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from kgutil.device import resolve_device
+from kgutil.distributed import Dist, setup
 from kg.checkpoint import load_checkpoint, save_checkpoint
 from kg.io import atomic_write_text
 from mrc.data import Example, read_dataset
@@ -104,9 +106,12 @@ class TrainConfig(BaseModel):
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
     device: str = "auto"
-    precision: Literal["fp32", "bf16"] = Field(
-        "fp32", description="bf16 = bfloat16 autocast of forward passes (CPUs with AVX512-BF16/AMX, Ampere+ GPUs)")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="bf16 = bfloat16 autocast of forward passes (CPUs with AVX512-BF16/AMX, Ampere+ GPUs); "
+                            "fp16 = float16 autocast with a gradient scaler (CUDA)")
     resume: bool = True
+    stop_after_epoch: int | None = Field(None, ge=1, description="stop after this epoch as an interruption would "
+                                                                 "(a later run with resume goes on)")
     progress: bool = True
     answer_policy: Literal["repair", "strict"] = "repair"
     metric: MetricChoice = Field("auto", description="auto: CMRC 2018 for Chinese data, SQuAD for English")
@@ -201,10 +206,11 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-_RUN_ONLY = {"epochs", "resume", "progress", "out", "device", "precision", "eval_batch_size", "max_eval_examples"}
+_RUN_ONLY = {"epochs", "resume", "progress", "out", "device", "precision", "eval_batch_size", "max_eval_examples",
+             "stop_after_epoch"}
 
 
-def intermediate_stage(config: TrainConfig) -> Path | None:
+def intermediate_stage(config: TrainConfig, ctx: Dist) -> Path | None:
     """Train (or reuse) the intermediate model; returns its directory, or None when there is no such stage."""
     stage = config.intermediate
     if stage.epochs == 0 or config.init_from is not None or config.epochs == 0:
@@ -225,28 +231,39 @@ def intermediate_stage(config: TrainConfig) -> Path | None:
         return out / "best"
     log.info("intermediate stage: %d epoch(s) on %s", stage.epochs, ", ".join(map(str, stage.data)))
     train_mrc(stage_config)
-    atomic_write_text(marker, json.dumps({"fingerprint": fingerprint}))
+    if ctx.main:
+        atomic_write_text(marker, json.dumps({"fingerprint": fingerprint}))
+    ctx.barrier()
     return out / "best"
 
 
 def train_mrc(config: TrainConfig) -> TrainResult:
     """Intermediate stage, then train, select on validation, keep the best model and score the test part once;
-    resumable from ``OUT/checkpoint``."""
+    resumable from ``OUT/checkpoint``. Under ``torchrun --nproc_per_node N`` the N processes train data-parallel
+    (``batch_size`` per process) and only the main one evaluates, logs and writes."""
+    ctx = setup(config.device)
     out = config.out
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "train_config.json", config.model_dump_json(indent=2))
+    if ctx.main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "train_config.json", config.model_dump_json(indent=2))
+    elif config.progress:
+        config = config.model_copy(update={"progress": False})
     split = load_examples(config)
-    stage_model = intermediate_stage(config)
+    stage_model = intermediate_stage(config, ctx)
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
-    device = resolve_device(config.device)
+    device = ctx.device
+    if config.precision == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 needs a CUDA device; use --precision bf16 on a CPU")
     train_examples, held_out = split.train, split.validation
-    for name, part in (("train", split.train), ("validation", split.validation), ("test", split.test)):
-        if part:
-            write_squad(part, out / f"{name}.json")
-    log.info("train: %d questions on %d passages; validation: %d; test: %d", len(train_examples),
-             len({e.passage_id for e in train_examples}), len(held_out), len(split.test))
+    if ctx.main:
+        for name, part in (("train", split.train), ("validation", split.validation), ("test", split.test)):
+            if part:
+                write_squad(part, out / f"{name}.json")
+        log.info("train: %d questions on %d passages; validation: %d; test: %d; %d process(es)",
+                 len(train_examples), len({e.passage_id for e in train_examples}), len(held_out), len(split.test),
+                 ctx.world)
     start_from = config.init_from or stage_model
     if start_from is not None:
         model, tokenizer = init_from(start_from, config.model)
@@ -258,22 +275,15 @@ def train_mrc(config: TrainConfig) -> TrainResult:
     train_features = prepare_features(train_examples, tokenizer, config.features)
     rng = random.Random(config.seed)
     train_features = [f for f in train_features if f.has_answer or rng.random() < config.negative_windows]
-    held_features = prepare_features(held_out, tokenizer, config.features) if held_out else []
+    held_features = prepare_features(held_out, tokenizer, config.features) if held_out and ctx.main else []
     model.attach_inputs(train_features, train_examples, tokenizer)
-    model.attach_inputs(held_features, held_out, tokenizer)
+    model.attach_inputs(held_features, held_out if ctx.main else [], tokenizer)
 
-    head_lr = config.head_lr or config.lr
-    groups = [  # encoder weights (decayed), encoder biases/norms (not decayed), task layers
-        {"params": [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("encoder.")
-                    and p.ndim > 1], "lr": config.lr, "weight_decay": config.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("encoder.")
-                    and p.ndim <= 1], "lr": config.lr, "weight_decay": 0.0},
-        {"params": [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("encoder.")],
-         "lr": head_lr, "weight_decay": config.weight_decay},
-    ]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
+    optimizer = _optimizer(model, config)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    steps_per_epoch = math.ceil(len(train_features) / (config.batch_size * config.grad_accum))
+    micro = config.batch_size * ctx.world  # examples of one forward pass over all processes
+    per_step = micro * config.grad_accum  # examples of one optimiser step
+    steps_per_epoch = math.ceil(len(train_features) / per_step)
     total_steps = steps_per_epoch * config.epochs
     warmup = int(config.warmup_ratio * total_steps)
     fingerprint = config.model_dump_json(exclude=_RUN_ONLY)
@@ -281,66 +291,112 @@ def train_mrc(config: TrainConfig) -> TrainResult:
     if config.resume and (state := load_checkpoint(out / "checkpoint", model, optimizer, fingerprint)):
         start_epoch, step, history, best = state["epoch"], state["step"], state["history"], state["best"]
         log.info("resumed from epoch %d (step %d)", start_epoch, step)
-    for epoch in range(start_epoch + 1, config.epochs + 1):
+    # Some parameters may get no gradient in a step (the encoder's unused pooler; the support head on batches
+    # without support labels; ablated fusion parts): DDP must be told to look for them.
+    trained = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                      find_unused_parameters=True) if ctx.world > 1 else model
+    scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
+    last_epoch = min(config.epochs, config.stop_after_epoch or config.epochs)
+    for epoch in range(start_epoch + 1, last_epoch + 1):
         model.train()
+        torch.manual_seed(config.seed * 10_007 + epoch * 101 + ctx.rank)  # the same stream after a resume
         order = list(range(len(train_features)))
         random.Random(config.seed * 1000 + epoch).shuffle(order)
         t0 = time.perf_counter()
         losses: dict[str, list[float]] = {"loss": [], "answer": [], "support": [], "lambda": []}
-        bar = tqdm(range(0, len(order), config.batch_size), desc=f"epoch {epoch}/{config.epochs}",
-                   disable=not config.progress)
-        batches = math.ceil(len(order) / config.batch_size)
-        log_every = max(1, batches // 10)  # without a bar, a log line every tenth of an epoch
-        for k, i in enumerate(bar):
-            batch = collate([train_features[j] for j in order[i:i + config.batch_size]], tokenizer.pad_token_id,
-                            with_labels=True)
-            with autocast(device, config.precision):
-                output = model(**{key: v.to(device) for key, v in batch.items()})
-            (output.loss / config.grad_accum).backward()
-            losses["loss"].append(output.loss.item())
-            losses["answer"].append(output.answer_loss.item())
-            losses["support"].append(output.support_loss.item())
-            losses["lambda"].append(float(output.support_weight))
-            if (k + 1) % config.grad_accum == 0 or i + config.batch_size >= len(order):
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                factor = _lr_factor(step, total_steps, warmup)
-                for group, base in zip(optimizer.param_groups, base_lrs):
-                    group["lr"] = base * factor
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress)
+        log_every = max(1, steps_per_epoch // 10)  # without a bar, a log line every tenth of an epoch
+        for k in bar:
+            step_indices = order[k * per_step:(k + 1) * per_step]
+            chunks = [step_indices[i:i + micro] for i in range(0, len(step_indices), micro)]
+            for c, chunk in enumerate(chunks):
+                mine, weight = ctx.shard(chunk, len(step_indices))
+                batch = collate([train_features[j] for j in mine], tokenizer.pad_token_id, with_labels=True)
+                sync = trained.no_sync() if ctx.world > 1 and c + 1 < len(chunks) else contextlib.nullcontext()
+                with sync:
+                    with autocast(device, config.precision):
+                        output = trained(**{key: v.to(device) for key, v in batch.items()})
+                    loss = output.loss * weight
+                    (scaler.scale(loss) if scaler else loss).backward()
+                losses["loss"].append(output.loss.item())
+                losses["answer"].append(output.answer_loss.item())
+                losses["support"].append(output.support_loss.item())
+                losses["lambda"].append(float(output.support_weight))
+            if scaler:
+                scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            factor = _lr_factor(step, total_steps, warmup)
+            for group, base in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base * factor
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
                 optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
             bar.set_postfix(loss=f"{np.mean(losses['loss'][-20:]):.3f}")
-            if not config.progress and (k + 1) % log_every == 0:
-                log.info("epoch %d: batch %d/%d, loss %.3f, %.0f s", epoch, k + 1, batches,
+            if ctx.main and not config.progress and (k + 1) % log_every == 0:
+                log.info("epoch %d: step %d/%d, loss %.3f, %.0f s", epoch, k + 1, steps_per_epoch,
                          np.mean(losses["loss"][-log_every:]), time.perf_counter() - t0)
         record: dict[str, Any] = {"epoch": epoch, "seconds": round(time.perf_counter() - t0, 1),
                                   **{f"train_{k}": round(float(np.mean(v)), 4) for k, v in losses.items() if v}}
-        if held_out:
-            metrics, predictions, tau = evaluate_model(
-                model, tokenizer, held_out, held_features, device=device, batch_size=config.eval_batch_size,
-                precision=config.precision, n_best=config.n_best, max_answer_length=config.max_answer_length,
-                metric=config.metric, progress=config.progress)
-            record["validation"] = metrics
-            log.info("epoch %d: EM %.2f F1 %.2f support EM %.2f F1 %.2f (τ=%.2f)", epoch,
-                     metrics["overall"].get("em", 0), metrics["overall"].get("f1", 0),
-                     metrics["overall"].get("support_em", 0), metrics["overall"].get("support_f1", 0), tau)
-            if best is None or metrics["overall"]["f1"] > best["overall"]["f1"]:
-                best = metrics
-                save_model(model, tokenizer, out / "best", {"support_threshold": tau, "features": json.loads(
-                    config.features.model_dump_json()), "max_answer_length": config.max_answer_length})
-                atomic_write_text(out / "predictions.json", json.dumps(
-                    {k: p.as_dict() for k, p in predictions.items()}, ensure_ascii=False, indent=1))
-        history.append(record)
-        save_checkpoint(out / "checkpoint", model, optimizer, fingerprint,
-                        {"epoch": epoch, "step": step, "history": history, "best": best})
-        atomic_write_text(out / "metrics.json", json.dumps({"best": best, "history": history}, ensure_ascii=False,
-                                                           indent=2))
-    if not held_out:
+        if ctx.main:
+            best = _end_of_epoch(model, tokenizer, config, held_out, held_features, record, best)
+            history.append(record)
+            save_checkpoint(out / "checkpoint", model, optimizer, fingerprint,
+                            {"epoch": epoch, "step": step, "history": history, "best": best})
+            atomic_write_text(out / "metrics.json", json.dumps({"best": best, "history": history},
+                                                               ensure_ascii=False, indent=2))
+        ctx.barrier()
+    if last_epoch < config.epochs:
+        log.info("stopped after epoch %d of %d; run again to resume", last_epoch, config.epochs)
+        return TrainResult(best_metrics=best or {}, history=history, out=out)
+    if ctx.main and not held_out:
         save_model(model, tokenizer, out / "best", {"support_threshold": config.support_threshold,
                                                     "features": json.loads(config.features.model_dump_json()),
                                                     "max_answer_length": config.max_answer_length})
-    test_metrics = score_test(config, split.test) if split.test else None
+    test_metrics = score_test(config, split.test) if split.test and ctx.main else None
+    ctx.barrier()
     return TrainResult(best_metrics=best or {}, history=history, out=out, test_metrics=test_metrics)
+
+
+def _optimizer(model: BaselineMRC, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over encoder weights (decayed), encoder biases and norms (not decayed) and the task layers."""
+    head_lr = config.head_lr or config.lr
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in named if n.startswith("encoder.") and p.ndim > 1], "lr": config.lr,
+         "weight_decay": config.weight_decay},
+        {"params": [p for n, p in named if n.startswith("encoder.") and p.ndim <= 1], "lr": config.lr,
+         "weight_decay": 0.0},
+        {"params": [p for n, p in named if not n.startswith("encoder.")], "lr": head_lr,
+         "weight_decay": config.weight_decay},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]])
+
+
+def _end_of_epoch(model: BaselineMRC, tokenizer: Any, config: TrainConfig, held_out: list[Example],
+                  held_features: list[Any], record: dict[str, Any], best: dict[str, Any] | None
+                  ) -> dict[str, Any] | None:
+    """Evaluate on validation, tune τ there, and keep the model when its answer F1 is the best so far."""
+    if not held_out:
+        return best
+    metrics, predictions, tau = evaluate_model(
+        model, tokenizer, held_out, held_features, device=next(model.parameters()).device,
+        batch_size=config.eval_batch_size, precision=config.precision, n_best=config.n_best,
+        max_answer_length=config.max_answer_length, metric=config.metric, progress=config.progress)
+    record["validation"] = metrics
+    log.info("epoch %d: EM %.2f F1 %.2f support EM %.2f F1 %.2f (τ=%.2f)", record["epoch"],
+             metrics["overall"].get("em", 0), metrics["overall"].get("f1", 0),
+             metrics["overall"].get("support_em", 0), metrics["overall"].get("support_f1", 0), tau)
+    if best is not None and metrics["overall"]["f1"] <= best["overall"]["f1"]:
+        return best
+    save_model(model, tokenizer, config.out / "best", {"support_threshold": tau, "features": json.loads(
+        config.features.model_dump_json()), "max_answer_length": config.max_answer_length})
+    atomic_write_text(config.out / "predictions.json", json.dumps(
+        {k: p.as_dict() for k, p in predictions.items()}, ensure_ascii=False, indent=1))
+    return metrics
 
 
 def score_test(config: TrainConfig, test: list[Example]) -> dict[str, Any]:

@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metric", choices=["auto", "cmrc", "squad"], help="auto: CMRC 2018 for Chinese data")
     p.add_argument("--support-weight", type=float, help="λ of the baseline")
     p.add_argument("--device", help="auto (default), cpu, cuda")
-    p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 autocast (about 1.6x faster on AVX512-BF16 CPUs)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                   help="bf16 autocast (GPUs, CPUs with AVX512-BF16/AMX); fp16 autocast + gradient scaler (CUDA)")
+    p.add_argument("--grad-accum", type=int, help="micro-batches per optimiser step")
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     add_fusion_args(p)
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             "intermediate.cache": args.intermediate_cache, "negative_windows": args.negative_windows,
             "metric": args.metric,
             "out": args.out, "seed": args.seed, "epochs": args.epochs, "batch_size": args.batch_size,
-            "lr": args.lr, "features.max_seq_length": args.max_seq_length, "features.doc_stride": args.doc_stride,
+            "grad_accum": args.grad_accum, "lr": args.lr, "features.max_seq_length": args.max_seq_length, "features.doc_stride": args.doc_stride,
             "model.support_weight": args.support_weight, "device": args.device, "precision": args.precision,
             "resume": False if args.no_resume else None, "progress": False if args.no_progress else None,
             **fusion_flags(args)})

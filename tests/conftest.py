@@ -67,18 +67,29 @@ def sample_snapshot(store_endpoint: dict[str, object], tmp_path_factory: pytest.
     return out
 
 
-@pytest.fixture(scope="session")
-def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small random BERT with the shared Chinese vocabulary, saved as a Hugging Face directory."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
+def make_tiny_encoder(out: Path, dropout: float = 0.1) -> Path:
+    """A small random BERT with a character vocabulary built from the shipped samples (no download, no
+    ../shared): every character of the sample KG and QA files, ASCII letters and digits, and BERT's specials."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    tokenizer = AutoTokenizer.from_pretrained(str(shared_path("models", "m3e-small")))
-    out = tmp_path_factory.mktemp("tiny_encoder")
+    text = (ROOT / "examples" / "sample_mrc.json").read_text(encoding="utf-8") + \
+        (ROOT / "examples" / "sample_kg.tsv").read_text(encoding="utf-8")
+    chars = sorted({c.lower() for c in text if not c.isspace()} | set("abcdefghijklmnopqrstuvwxyz0123456789"))
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = {token: i for i, token in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars])}
+    tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True, tokenize_chinese_chars=True)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=128, max_position_embeddings=256)
+                        intermediate_size=128, max_position_embeddings=256, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout)
     import torch
 
     torch.manual_seed(0)
     BertModel(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random BERT with a character vocabulary, saved as a Hugging Face directory."""
+    return make_tiny_encoder(tmp_path_factory.mktemp("tiny_encoder"))
