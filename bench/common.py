@@ -11,7 +11,7 @@ from typing import Any
 
 import psutil
 
-from kg.io import atomic_write_text
+from kgutil.io import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
@@ -52,7 +52,7 @@ def write_result(name: str, figures: dict[str, Any]) -> Path:
 def build_snapshot(triples: Path, kg_config: Path, work: Path) -> Path:
     """Load ``triples`` with ``kg_config`` into a fresh local store under ``work``; return the snapshot path."""
     from kg.build import BuildConfig, build_kg, open_store
-    from kg.cli import read_config_file
+    from kgutil.cli import read_config_file
 
     config = BuildConfig.model_validate({**read_config_file(kg_config), "triples": [triples],
                                          "store": work / "store", "progress": False})

@@ -18,14 +18,14 @@ from pathlib import Path
 
 from bench.common import SHARED, build_snapshot, write_result
 from kg import arcadedb
-from kg.cli import setup_logging
+from kgutil.cli import setup_logging
 from kg.embeddings import EmbeddingConfig, train_embeddings
 
 
 def paths_peak_rss_mb(snapshot: Path) -> int:
     """Peak RSS of a fresh process that loads the snapshot, splits it and extracts the PCRA paths."""
     code = ("import sys, resource\nfrom kg.snapshot import Snapshot\nfrom kg.embeddings import split_snapshot\n"
-            "from kg.pcra import extract_paths\ns = Snapshot.load(sys.argv[1])\n"
+            "from kg.embeddings.pcra import extract_paths\ns = Snapshot.load(sys.argv[1])\n"
             "train = split_snapshot(s, (0.8, 0.1, 0.1), 42)[0]\n"
             "extract_paths(train.mapped_triples.numpy(), s.num_entities, s.num_relations, progress=False)\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")

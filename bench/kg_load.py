@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.common import SHARED, peak_rss_mb, process_peak_rss_mb, write_result
 from kg import arcadedb
 from kg.build import BuildConfig, load_triples
-from kg.cli import read_config_file, setup_logging
+from kgutil.cli import read_config_file, setup_logging
 from kg.snapshot import Snapshot, export_snapshot
 from kg.store import GraphStore
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 
 from bench.common import SHARED, build_snapshot, write_result
-from kg.cli import setup_logging
+from kgutil.cli import setup_logging
 from kg.snapshot import Snapshot
 from mrc.data import read_dataset
 from retrieval.index import EntityIndex, IndexConfig, build_index

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from bench.common import RESULTS, write_result
-from kg.cli import ConfigError, add_common_args, build_config, setup_logging
+from kgutil.cli import ConfigError, add_common_args, build_config, setup_logging
 from mrc.crossval import CVConfig, run_cv, summarize, verdicts
 
 log = logging.getLogger("mrc_cv")

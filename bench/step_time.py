@@ -20,7 +20,7 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from bench.common import SHARED, write_result
 from bench.mrc_step import step_seconds
-from kg.cli import setup_logging
+from kgutil.cli import setup_logging
 from mrc.data import read_dataset
 from mrc.features import FeatureConfig, prepare_features
 from mrc.inference import collate

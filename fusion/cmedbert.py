@@ -35,7 +35,7 @@ class FusionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     index: str | None = Field(None, description="entity index directory")
-    embeddings: str | None = Field(None, description="KG embeddings directory (#3 export)")
+    embeddings: str | None = Field(None, description="KG embeddings directory (train_kg_embeddings.py)")
     entities_per_token: int = Field(4, ge=1, description="K")
     max_window_entities: int = Field(64, ge=1, description="N: entities of a window for global attention")
     tune_entities: bool = False

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from kg.io import atomic_path
+from kgutil.io import atomic_path
 from retrieval.align import token_entity_ids
 from retrieval.index import EntityIndex
 from retrieval.linker import EntityLinker, Link, LinkerConfig

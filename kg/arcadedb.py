@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-from kg.io import atomic_write_text
+from kgutil.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 

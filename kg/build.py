@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from kg import arcadedb
-from kg.io import atomic_path
+from kgutil.io import atomic_path
 from kg.reader import KGInputError, TripleReader, check_inputs
 from kg.records import ReaderConfig, Rejected
 from kg.snapshot import export_snapshot

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from kg.io import open_binary
+from kgutil.io import open_binary
 from kg.records import Attribute, ReaderConfig, Rejected, Triple
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""KG snapshot: the frozen, id-indexed copy of the graph that embeddings (#3) and retrieval (#4) read.
+"""KG snapshot: the frozen, id-indexed copy of the graph that embeddings (``kg.embeddings``) and retrieval (``retrieval.index``) read.
 
 Directory layout (written atomically, all UTF-8 TSV with a header row)::
 
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from kg.io import atomic_path, sha256_files
+from kgutil.io import atomic_path, sha256_files
 from kg.records import Attribute, Triple
 from kg.store import GraphStore
 

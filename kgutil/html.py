@@ -15,7 +15,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from kg.io import atomic_write_text
+from kgutil.io import atomic_write_text
 
 _ENV = Environment(loader=PackageLoader("kgutil", "templates"), autoescape=select_autoescape(["j2", "html"]),
                    undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)

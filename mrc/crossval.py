@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from kg.io import atomic_write_text
+from kgutil.io import atomic_write_text
 from mrc.train import TrainConfig, train_mrc
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from kgutil.device import resolve_device
@@ -78,6 +79,24 @@ def predict_features(model: BaselineMRC, features: Sequence[Feature], pad_id: in
             supports.append(torch.sigmoid(out.support_logits[j, :m]).float().cpu().numpy())
             details.append({k: v[j].float().cpu().numpy() for k, v in out.details.items()})
     return starts, ends, supports, details
+
+
+class InferenceConfig(BaseModel):
+    """Settings of ``predict.py`` and ``evaluate.py`` (file ``--config`` ← flags ← ``--set``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Path | None = Field(None, description="kgmrc model directory")
+    device: str = "auto"
+    batch_size: int = Field(16, ge=1)
+    metric: MetricChoice = Field("auto", description="auto: CMRC 2018 for a Chinese dataset, SQuAD for English")
+    index: Path | None = Field(None, description="CMedBERT: its entity index, when it moved since training")
+    max_passage_chars: int = Field(20_000, ge=0, description="warn above this passage length (0: never)")
+
+    @property
+    def settings(self) -> dict[str, Any] | None:
+        """Overrides of the model family's saved settings (``load_model``)."""
+        return {"index": str(self.index)} if self.index else None
 
 
 def evaluate_model(model: BaselineMRC, tokenizer: Any, examples: list[Example], features: list[Feature], *,

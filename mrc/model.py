@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from kg.io import atomic_path
+from kgutil.io import atomic_path
 from mrc.registry import model_class
 
 KGMRC_CONFIG = "kgmrc_config.json"

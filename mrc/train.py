@@ -30,8 +30,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from kgutil.distributed import Dist, setup
-from kg.checkpoint import load_checkpoint, save_checkpoint
-from kg.io import atomic_write_text
+from kgutil.checkpoint import load_checkpoint, save_checkpoint
+from kgutil.io import atomic_write_text
 from mrc.data import Example, read_dataset
 from mrc.features import FeatureConfig, prepare_features
 from mrc.inference import autocast, collate, evaluate_model, evaluate_saved_model

@@ -1,6 +1,6 @@
 """The entity index: exact-name table, jieba user dictionary and FAISS indexes over KG entity names.
 
-Built from a #2 snapshot (entity ids are the snapshot's), optionally typed from term lists. Saved as one
+Built from a KG snapshot (``kg.snapshot``) (entity ids are the snapshot's), optionally typed from term lists. Saved as one
 directory, written atomically and stamped with the snapshot checksum::
 
     manifest.json   config, counts, snapshot checksum
@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
-from kg.io import atomic_path
+from kgutil.io import atomic_path
 from kg.snapshot import Snapshot, SnapshotError, escape, unescape
 from retrieval.text import is_chinese, normalize, units
 

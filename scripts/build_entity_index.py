@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kg.cli import ConfigError, add_common_args, build_config, setup_logging
+from kgutil.cli import ConfigError, add_common_args, build_config, setup_logging
 from kg.snapshot import Snapshot, SnapshotError
 from retrieval.index import IndexConfig, build_index
 

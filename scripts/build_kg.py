@@ -20,7 +20,7 @@ from neo4j.exceptions import DriverError, Neo4jError
 
 from kg import arcadedb
 from kg.build import BuildConfig, build_kg, open_store
-from kg.cli import ConfigError, add_common_args, build_config, setup_logging
+from kgutil.cli import ConfigError, add_common_args, build_config, setup_logging
 from kg.reader import KGInputError, check_inputs
 from kg.store import StoreUnavailable
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from kg.build import BuildConfig, build_kg, open_store
-from kg.cli import ConfigError, add_common_args, build_config, read_config_file, setup_logging
+from kgutil.cli import ConfigError, add_common_args, build_config, read_config_file, setup_logging
 from kg.embeddings import EmbeddingConfig, train_embeddings
 from kg.snapshot import Snapshot
 from mrc.data import read_dataset

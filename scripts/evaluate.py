@@ -18,10 +18,11 @@ import logging
 import sys
 from pathlib import Path
 
-from kg.cli import setup_logging
-from kg.io import atomic_write_text
+from kgutil.cli import ConfigError, add_common_args, build_config, setup_logging
+from kgutil.io import atomic_write_text
 from kgutil.html import write_page
 from mrc.data import DataError, read_dataset, read_predictions
+from mrc.inference import InferenceConfig
 from mrc.metrics import evaluate_predictions
 
 log = logging.getLogger("evaluate")
@@ -42,31 +43,36 @@ def main(argv: list[str] | None = None) -> int:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", type=Path, help="kgmrc model directory")
     src.add_argument("--predictions", type=Path, help="predictions JSON file")
-    p.add_argument("--metric", choices=["auto", "cmrc", "squad"], default="auto",
-                   help="auto: CMRC 2018 for a Chinese dataset, SQuAD for an English one")
+    p.add_argument("--metric", choices=["auto", "cmrc", "squad"],
+                   help="auto (default): CMRC 2018 for a Chinese dataset, SQuAD for an English one")
     p.add_argument("--out", type=Path, help="also write the metrics (and predictions) here")
     p.add_argument("--html", type=Path, help="write an HTML report (scores by type, every question) here")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int)
     p.add_argument("--index", type=Path, help="CMedBERT: the entity index, when it moved since training "
                                                "(an index of another KG snapshot is refused)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--device")
+    add_common_args(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
+    try:
+        cfg = build_config(InferenceConfig, args, {"model": args.model, "metric": args.metric, "index": args.index,
+                                                   "batch_size": args.batch_size, "device": args.device})
+    except ConfigError as err:
+        log.error("%s", err)
+        return 2
     try:
         examples = read_dataset(args.data)
         if not examples:
             raise DataError(f"{args.data}: the dataset holds no questions")
         if args.predictions:
             predictions = read_predictions(args.predictions)
-            metrics = evaluate_predictions(examples, predictions, args.metric, per_question=True)
+            metrics = evaluate_predictions(examples, predictions, cfg.metric, per_question=True)
         else:
             from mrc.inference import evaluate_saved_model
 
-            metrics, predictions = evaluate_saved_model(args.model, examples, metric=args.metric,
-                                                        batch_size=args.batch_size, device=args.device,
-                                                        per_question=True,
-                                                        settings={"index": str(args.index)} if args.index else None)
+            metrics, predictions = evaluate_saved_model(cfg.model, examples, metric=cfg.metric,
+                                                        batch_size=cfg.batch_size, device=cfg.device,
+                                                        per_question=True, settings=cfg.settings)
     except (DataError, FileNotFoundError, ValueError) as err:  # SnapshotError is a ValueError
         log.error("%s", err)
         return 2

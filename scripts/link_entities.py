@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from kg import arcadedb
-from kg.cli import ConfigError, add_common_args, build_config, setup_logging
+from kgutil.cli import ConfigError, add_common_args, build_config, setup_logging
 from kg.snapshot import Snapshot, SnapshotError
 from kg.store import GraphStore, StoreConfig
 from kgutil.html import write_page

@@ -15,9 +15,10 @@ import logging
 import sys
 from pathlib import Path
 
-from kg.cli import setup_logging
+from kgutil.cli import ConfigError, add_common_args, build_config, setup_logging
 from kgutil.device import resolve_device
 from kgutil.html import write_page
+from mrc.inference import InferenceConfig
 from mrc.model import load_model
 from mrc.predict import plot_probabilities, predict_one
 
@@ -26,21 +27,27 @@ log = logging.getLogger("predict")
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--model", type=Path, help="kgmrc model directory (or model: in --config)")
     p.add_argument("--question", required=True)
     p.add_argument("--passage", help="passage text (or --passage-file)")
     p.add_argument("--passage-file", type=Path)
     p.add_argument("--plot", type=Path, help="write the start/end probability plot here (PNG)")
     p.add_argument("--html", type=Path, help="write a self-contained HTML view of the prediction here")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--max-passage-chars", type=int, default=20_000,
-                   help="warn above this passage length (0: never); long passages take many windows")
+    p.add_argument("--max-passage-chars", type=int,
+                   help="warn above this passage length (default 20000; 0: never); long passages take many windows")
     p.add_argument("--index", type=Path, help="CMedBERT: the entity index, when it moved since training "
                                                "(an index of another KG snapshot is refused)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--device")
+    add_common_args(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
+    try:
+        cfg = build_config(InferenceConfig, args, {"model": args.model, "index": args.index, "device": args.device,
+                                                   "max_passage_chars": args.max_passage_chars})
+    except ConfigError as err:
+        log.error("%s", err)
+        return 2
     try:
         passage = args.passage or (args.passage_file.read_text(encoding="utf-8") if args.passage_file else None)
     except (OSError, UnicodeDecodeError) as err:
@@ -48,12 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not passage or not passage.strip() or not args.question.strip():
         p.error("need a non-empty --question and --passage (or --passage-file)")
-    if args.max_passage_chars and len(passage) > args.max_passage_chars:
+    if cfg.model is None:
+        p.error("need --model (or model: in --config)")
+    if cfg.max_passage_chars and len(passage) > cfg.max_passage_chars:
         log.warning("the passage has %d characters, over --max-passage-chars %d: it is read in many windows "
-                    "and takes correspondingly long", len(passage), args.max_passage_chars)
+                    "and takes correspondingly long", len(passage), cfg.max_passage_chars)
     try:
-        model, tokenizer, saved = load_model(args.model, {"index": str(args.index)} if args.index else None)
-        device = resolve_device(args.device)
+        model, tokenizer, saved = load_model(cfg.model, cfg.settings)
+        device = resolve_device(cfg.device)
         model.to(device)
         result = predict_one(model, tokenizer, saved, args.question, passage, device)
     except (FileNotFoundError, ValueError) as err:  # SnapshotError included: an index of another snapshot

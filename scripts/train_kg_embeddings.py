@@ -14,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from kg.cli import ConfigError, add_common_args, build_config, setup_logging
+from kgutil.cli import ConfigError, add_common_args, build_config, setup_logging
 from kg.embeddings import EmbeddingConfig, model_names, train_embeddings
 from kg.snapshot import SnapshotError
 

@@ -19,7 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
-from kg.cli import ConfigError, add_common_args, build_config, setup_logging
+from kgutil.cli import ConfigError, add_common_args, build_config, setup_logging
 from kg.snapshot import SnapshotError
 from mrc.data import DataError
 from mrc.registry import family_names

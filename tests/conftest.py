@@ -52,7 +52,7 @@ def store(store_endpoint: dict[str, object]) -> Iterator[GraphStore]:
 @pytest.fixture(scope="session")
 def sample_snapshot(store_endpoint: dict[str, object], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped sample KG loaded into the test store and exported as a snapshot (built once)."""
-    from kg.cli import read_config_file
+    from kgutil.cli import read_config_file
     from kg.reader import TripleReader
     from kg.records import ReaderConfig
     from kg.snapshot import export_snapshot

@@ -8,7 +8,7 @@ import pytest
 
 from fusion.cmedbert import FusionConfig
 from kg.build import BuildConfig
-from kg.cli import read_config_file
+from kgutil.cli import read_config_file
 from kg.embeddings import EmbeddingConfig
 from mrc.crossval import CVConfig, run_config
 from mrc.train import TrainConfig

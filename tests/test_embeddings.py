@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from kg.embeddings import EmbeddingConfig, KGEmbeddings, eval_slice_size, split_snapshot, train_embeddings
-from kg.pcra import PAD, extract_paths
-from kg.ptranse import PTransE
+from kg.embeddings.pcra import PAD, extract_paths
+from kg.embeddings.ptranse import PTransE
 from kg.snapshot import Snapshot, SnapshotError
 
 A, B, C, D = range(4)
@@ -93,7 +93,7 @@ def test_split_is_fixed_by_seed(sample_snapshot: Path) -> None:
 
 
 def test_popularity_baseline_by_hand() -> None:
-    from kg.popularity import popularity_metrics
+    from kg.embeddings.popularity import popularity_metrics
 
     # r0 tails in train: B twice, D once. Test (E, r0, B): tail B scores 2 → rank 1. Head side (?, r0, B): train
     # heads of r0 are A (2) and C (1), both true heads of (·, r0, B) and so filtered; E ties with B and D at 0 →

@@ -192,7 +192,7 @@ def test_fixed_lambda_ablation_uses_the_configured_weight() -> None:
 
 @pytest.fixture(scope="module")
 def sample_kg_assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from kg.cli import read_config_file
+    from kgutil.cli import read_config_file
     from kg.embeddings import EmbeddingConfig, train_embeddings
     from kg.reader import TripleReader
     from kg.records import ReaderConfig

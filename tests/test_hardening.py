@@ -173,7 +173,7 @@ def test_blank_or_header_only_files_warn(tmp_path: Path, content: str, caplog: p
 
 
 def test_temporaries_of_killed_writers_are_removed(tmp_path: Path) -> None:
-    from kg.io import atomic_write_text
+    from kgutil.io import atomic_write_text
 
     orphan = tmp_path / ".rejects.tsv.999999999.abcd"
     orphan.mkdir()

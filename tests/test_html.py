@@ -148,7 +148,7 @@ def test_link_cli_writes_a_page_that_matches_its_json(tmp_path: Path) -> None:
     import json
     import sys
 
-    from kg.cli import read_config_file
+    from kgutil.cli import read_config_file
     from kg.reader import TripleReader
     from kg.records import ReaderConfig
     from kg.snapshot import Snapshot, snapshot_from_records

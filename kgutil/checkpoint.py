@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from kg.io import atomic_path
+from kgutil.io import atomic_path
 
 log = logging.getLogger(__name__)
 

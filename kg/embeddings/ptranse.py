@@ -1,7 +1,7 @@
 """PTransE (Lin et al. 2015) on top of PyKEEN: a TransE model plus the reliability-weighted path term.
 
 Scoring is TransE's, f(h, r, t) = −‖h + r − t‖ₚ, so PyKEEN evaluates and saves the model as any other.
-Training adds, for every positive triple with paths P(h, t) from :mod:`kg.pcra`::
+Training adds, for every positive triple with paths P(h, t) from :mod:`kg.embeddings.pcra`::
 
     L_path = 1/Z Σ_{p ∈ P(h,t)} R(p|h,t) · [γ + E(p, r) − E(p, r′)]₊,    Z = Σ_p R(p|h,t)
     E(p, r) = ‖p − r‖ₚ,    p = Σ_i σ_i r_{s_i}   (composition by addition; σ = −1 for a reverse step)
@@ -18,7 +18,7 @@ import torch
 from pykeen.models import TransE
 from pykeen.training import SLCWATrainingLoop
 
-from kg.pcra import PAD, PathSet
+from kg.embeddings.pcra import PAD, PathSet
 
 
 class PTransE(TransE):

@@ -30,11 +30,11 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from kgutil.device import resolve_device
-from kg.checkpoint import load_checkpoint, save_checkpoint
-from kg.io import atomic_path, atomic_write_text
-from kg.pcra import PathSet, extract_paths
-from kg.popularity import popularity_metrics
-from kg.ptranse import PTransE, PTransETrainingLoop
+from kgutil.checkpoint import load_checkpoint, save_checkpoint
+from kgutil.io import atomic_path, atomic_write_text
+from kg.embeddings.pcra import PathSet, extract_paths
+from kg.embeddings.popularity import popularity_metrics
+from kg.embeddings.ptranse import PTransE, PTransETrainingLoop
 from kg.snapshot import Snapshot, SnapshotError
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,73 @@
+"""Config precedence (file ← flags ← --set), post-processing and the support threshold, tested directly."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kgutil.cli import ConfigError, add_common_args, build_config
+from mrc.data import Example, sentence_spans
+from mrc.features import Feature
+from mrc.inference import InferenceConfig
+from mrc.postprocess import postprocess, tune_support_threshold
+from mrc.train import TrainConfig
+
+
+def _args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_common_args(p)
+    return p.parse_args(argv)
+
+
+def test_config_file_then_flags_then_set(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 7\nlr: 0.5\nsplit: {fold: 1}\nmodel: {support_weight: 0.2}\n", encoding="utf-8")
+    args = _args(["--config", str(path), "--set", "lr=0.25", "--set", "split.validation_share=0.2"])
+    config = build_config(TrainConfig, args, {"epochs": 3, "seed": None})
+    assert (config.epochs, config.lr, config.seed) == (3, 0.25, 1)  # flag over file; --set over both; default
+    assert (config.split.fold, config.split.validation_share, config.model.support_weight) == (1, 0.2, 0.2)
+    with pytest.raises(ConfigError, match="epochz"):
+        build_config(TrainConfig, _args(["--set", "epochz=2"]), {})
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        build_config(TrainConfig, _args(["--set", "epochs"]), {})
+    assert build_config(InferenceConfig, _args(["--set", "index=idx"]), {"model": Path("m")}).settings == \
+        {"index": "idx"}
+
+
+def _feature(context: str, example_index: int = 0) -> Feature:
+    """One window over ``context``: [CLS], one token per character, [SEP]."""
+    offsets = [None, *((i, i + 1) for i in range(len(context))), None]
+    return Feature(example_index=example_index, input_ids=list(range(len(offsets))),
+                   token_type_ids=[0] * len(offsets), offsets=offsets,
+                   sequence_ids=[None, *([1] * len(context)), None])
+
+
+def test_postprocess_best_span_support_and_threshold() -> None:
+    context = "糖尿病会多饮。常见多尿！也会消瘦。"
+    example = Example(id="q", question="症状？", context=context, passage_id="p",
+                      answers=[{"text": "多尿", "start": 9}], gold_texts=["多尿"], support=[1])
+    feature = _feature(context)
+    n = len(feature.offsets)
+    start, end = np.full(n, -5.0), np.full(n, -5.0)
+    start[1 + 9], end[1 + 10] = 4.0, 4.0   # "多尿"
+    start[1 + 4], end[1 + 5] = 3.0, 3.5    # "多饮": second best
+    end[1 + 3] = 6.0                        # an end before every good start: never paired with a later start
+    support = np.zeros(n)
+    spans = sentence_spans(context)
+    for s, (a, b) in enumerate(spans):
+        support[1 + a:1 + b] = (0.9, 0.6, 0.2)[s]
+    preds = postprocess([example], [feature], [start], [end], [support], n_best=5, max_answer_length=10,
+                        support_threshold=0.95)
+    pred = preds["q"]
+    assert (pred.answer, pred.start, pred.end) == ("多尿", 9, 11)
+    assert pred.nbest[1]["text"] in ("多饮", "多饮。常见多尿")
+    assert pred.sentence_probs == pytest.approx([0.9, 0.6, 0.2])
+    assert pred.support_sentences == [1]  # τ = 0.95: only the sentence holding the answer
+    # τ is tuned on support F1: 0.9 ≥ τ keeps sentence 0 too, which costs precision; the best τ drops it
+    tau = tune_support_threshold([example], preds, "cmrc")
+    assert tau > 0.9 and preds["q"].support_sentences == [1] and preds["q"].support == context[spans[1][0]:spans[1][1]]
+    max_len = postprocess([example], [feature], [start], [end], [support], max_answer_length=1)["q"]
+    assert len(max_len.answer) <= 1
