@@ -19,7 +19,8 @@ from pathlib import Path
 
 from bench.common import RESULTS, write_result
 from kgutil.cli import ConfigError, add_common_args, build_config, setup_logging
-from mrc.crossval import CVConfig, run_cv, summarize, verdicts
+from kgutil.io import atomic_write_text
+from mrc.crossval import CVConfig, add_hashes, run_cv, summarize, verdicts
 
 log = logging.getLogger("mrc_cv")
 
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     records_path = RESULTS / f"{name}.runs.json"
     if args.summary_only:
         records = json.loads(records_path.read_text(encoding="utf-8"))
+        add_hashes(records, config)
+        atomic_write_text(records_path, json.dumps(records, ensure_ascii=False))
     else:
         records = run_cv(config, records_path)
     summary = summarize(records, config)

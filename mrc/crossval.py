@@ -10,6 +10,7 @@ a variant's paired difference to the reference is the mean over questions of tho
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -61,26 +62,62 @@ def run_config(config: CVConfig, variant: str, fold: int, seed: int) -> TrainCon
     return TrainConfig.model_validate(data)
 
 
+def run_hash(run: TrainConfig) -> str:
+    """Identity of a run's result: its whole training config except where it writes."""
+    return hashlib.sha256(run.model_dump_json(exclude={"out", "progress"}).encode()).hexdigest()[:16]
+
+
+def _recorded_elsewhere(records_path: Path) -> dict[str, dict[str, Any]]:
+    """Runs recorded by other protocols beside ``records_path`` (``*.runs.json``), by run hash: a baseline
+    trained for one protocol serves every protocol whose run is the same."""
+    found: dict[str, dict[str, Any]] = {}
+    for other in sorted(records_path.parent.glob("*.runs.json")):
+        if other == records_path:
+            continue
+        for runs in json.loads(other.read_text(encoding="utf-8")).values():
+            found.update({r["config_hash"]: r for r in runs.values() if "config_hash" in r})
+    return found
+
+
 def run_cv(config: CVConfig, records_path: Path,
            train: Callable[[TrainConfig], Any] = train_mrc) -> dict[str, Any]:
-    """Train every missing (seed, fold, variant) run, recording after each; returns the records."""
+    """Train every missing (seed, fold, variant) run, recording after each; returns the records. A run already
+    recorded with the same training config by another protocol is copied, not retrained."""
     records = json.loads(records_path.read_text(encoding="utf-8")) if records_path.exists() else {}
+    add_hashes(records, config)
+    elsewhere = _recorded_elsewhere(records_path) if records_path.parent.exists() else {}
     folds = config.run_folds if config.run_folds is not None else list(range(config.folds))
     order = [(seed, fold, variant) for seed in config.seeds for fold in folds for variant in config.variants]
     for n, (seed, fold, variant) in enumerate(order, 1):
         key = f"{fold}/{seed}"
         if key in records.get(variant, {}):
             continue
+        run = run_config(config, variant, fold, seed)
+        if (digest := run_hash(run)) in elsewhere:
+            log.info("cross-validation run %d/%d: %s, fold %d, seed %d recorded by another protocol", n,
+                     len(order), variant, fold, seed)
+            records.setdefault(variant, {})[key] = elsewhere[digest]
+            atomic_write_text(records_path, json.dumps(records, ensure_ascii=False))
+            continue
         log.info("cross-validation run %d/%d: %s, fold %d, seed %d", n, len(order), variant, fold, seed)
-        result = train(run_config(config, variant, fold, seed))
+        result = train(run)
         test = result.test_metrics
         records.setdefault(variant, {})[key] = {
-            "overall": test["overall"], "questions": test["questions"],
+            "config_hash": digest, "overall": test["overall"], "questions": test["questions"],
             "epochs_chosen": max(result.history, key=lambda h: h.get("validation", {}).get("overall", {})
                                  .get("f1", -1))["epoch"] if result.history else 0,
             "train_seconds": round(sum(h["seconds"] for h in result.history), 1)}
         atomic_write_text(records_path, json.dumps(records, ensure_ascii=False))
     return records
+
+
+def add_hashes(records: dict[str, Any], config: CVConfig) -> None:
+    """Give records made before run hashes existed the hash of the run ``config`` describes."""
+    for variant, runs in records.items():
+        for key, run in runs.items():
+            if "config_hash" not in run and variant in config.variants:
+                fold, seed = map(int, key.split("/"))
+                run["config_hash"] = run_hash(run_config(config, variant, fold, seed))
 
 
 def bootstrap_ci(values: np.ndarray, rounds: int = 10_000, seed: int = 0) -> tuple[float, float]:

@@ -48,7 +48,7 @@ def test_tiny_cross_validation_tests_every_question_once_and_resumes(tiny_encode
               "features": {"max_seq_length": 160, "doc_stride": 64}, "split": {"validation_share": 0.3},
               "intermediate": {"data": [str(SAMPLE)], "cache": str(tmp_path / "intermediate")}},
         variants={"baseline": {}, "high_lr": {"lr": 3e-3}}, folds=2, seeds=[1], out=tmp_path / "runs", bootstrap=500)
-    records_path = tmp_path / "records.json"
+    records_path = tmp_path / "tiny.runs.json"
     records = run_cv(config, records_path)
     ids = sorted(e.id for e in read_dataset(SAMPLE))
     for variant in ("baseline", "high_lr"):
@@ -63,6 +63,10 @@ def test_tiny_cross_validation_tests_every_question_once_and_resumes(tiny_encode
         raise AssertionError(f"retrained {config.out}")
 
     assert run_cv(config, records_path, train=must_not_train) == records
+    # another protocol with the same baseline run copies it instead of training it again
+    other = config.model_copy(update={"variants": {"baseline": {}}, "run_folds": [0]})
+    copied = run_cv(other, tmp_path / "other.runs.json", train=must_not_train)
+    assert copied["baseline"]["0/1"] == records["baseline"]["0/1"]
     summary = summarize(records, config)
     assert summary["variants"]["baseline"]["questions"] == len(ids)
     assert set(summary["paired"]) == {"high_lr"}
