@@ -149,22 +149,27 @@ def _occurrences(context: str, text: str) -> list[int]:
     return out
 
 
-def read_dataset(path: Path, *, answer_policy: Literal["repair", "strict"] = "repair",
-                 support_policy: Literal["repair", "drop", "keep"] = "repair",
-                 report: ReadReport | None = None) -> list[Example]:
-    """All questions of a SQuAD-layout file (CMedMRC, CMRC 2018, SQuAD 1.1/2.0)."""
-    path = Path(path)
-    report = report if report is not None else ReadReport()
+def _read_json(path: Path, expected: str) -> Any:
+    """The parsed JSON of ``path``; every way it cannot be read is a :class:`DataError` naming the file."""
     if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a SQuAD-layout JSON file")
+        raise DataError(f"{path}: is a directory, expected {expected}")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8-sig"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError as err:
         raise DataError(f"{path}: no such file") from err
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from err
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not UTF-8 ({err.reason} at byte {err.start})") from err
+
+
+def read_dataset(path: Path, *, answer_policy: Literal["repair", "strict"] = "repair",
+                 support_policy: Literal["repair", "drop", "keep"] = "repair",
+                 report: ReadReport | None = None) -> list[Example]:
+    """All questions of a SQuAD-layout file (CMedMRC, CMRC 2018, SQuAD 1.1/2.0)."""
+    path = Path(path)
+    report = report if report is not None else ReadReport()
+    raw = _read_json(path, "a SQuAD-layout JSON file")
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), list):
         raise DataError(f"{path}: expected a SQuAD-format object with a 'data' list")
     examples: list[Example] = []
@@ -258,16 +263,7 @@ def read_predictions(path: Path) -> dict[str, dict[str, str]]:
     question id (the official scripts would silently score ``str(value)``).
     """
     path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a predictions JSON file")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError as err:
-        raise DataError(f"{path}: no such file") from err
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from err
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 ({err.reason} at byte {err.start})") from err
+    raw = _read_json(path, "a predictions JSON file")
     if not isinstance(raw, dict):
         raise DataError(f"{path}: expected an object keyed by question id, got {type(raw).__name__}")
     out: dict[str, dict[str, str]] = {}
