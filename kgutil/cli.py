@@ -1,12 +1,19 @@
-"""Shared CLI plumbing: a pydantic config from a YAML/JSON file, overridden by flags; logging setup."""
+"""Shared CLI plumbing: a pydantic config from a YAML/JSON file, overridden by flags; logging setup.
+
+Flags are generated from the config's pydantic fields (as Hugging Face's ``HfArgumentParser`` does): a dotted field
+path such as ``split.fold`` becomes ``--fold`` (or a name given), with the field's type, choices (``Literal``),
+default and description; a bool field becomes a switch (``--x`` when it defaults to False, ``--no-x`` when True).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import types
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -51,10 +58,68 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     data[leaf] = value
 
 
-def build_config(model: type[M], args: argparse.Namespace, flags: dict[str, Any]) -> M:
-    """Config = file (``--config``) ← ``flags`` that were given (not None) ← ``--set KEY=VALUE`` pairs."""
+FLAG_PREFIX = "config:"  # argparse dests of generated flags: "config:split.fold"
+
+
+def _field(model: type[BaseModel], path: str) -> Any:
+    """The pydantic FieldInfo at a dotted path (through nested models)."""
+    *parents, leaf = path.split(".")
+    for part in parents:
+        model = _plain(model.model_fields[part].annotation)
+    return model.model_fields[leaf]
+
+
+def _plain(annotation: Any) -> Any:
+    """``X`` from ``X | None`` / ``Optional[X]``."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        rest = [a for a in get_args(annotation) if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return annotation
+
+
+def add_field_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, model: type[BaseModel],
+                   fields: Sequence[str] | Mapping[str, str], prefix: str = "") -> None:
+    """One flag per dotted field path of ``model``; ``fields`` maps flag name → path, or lists paths (the flag is
+    the last part, with hyphens). ``prefix`` places ``model`` inside the config (e.g. ``model.fusion.``)."""
+    pairs = fields.items() if isinstance(fields, Mapping) else ((f.rsplit(".", 1)[-1].rstrip("_"), f) for f in fields)
+    for name, path in pairs:
+        info = _field(model, path)
+        flag, dest = "--" + name.replace("_", "-"), FLAG_PREFIX + prefix + path
+        kind = _plain(info.annotation)
+        default = info.get_default(call_default_factory=True)
+        help_text = info.description or ""
+        if kind is bool:
+            if default:
+                flag = "--no-" + name.replace("_", "-")
+            parser.add_argument(flag, dest=dest, action="store_const", const=not default, default=None,
+                                help=help_text)
+            continue
+        kwargs: dict[str, Any] = {"dest": dest, "default": None}
+        if get_origin(kind) in (list, tuple):
+            kwargs["nargs"] = "+"
+            kind = _plain(get_args(kind)[0])
+        if get_origin(kind) is Literal:
+            kwargs["choices"] = list(get_args(kind))
+            kind = type(kwargs["choices"][0])
+        kwargs["type"] = kind if kind in (int, float, str, Path) else str
+        if "choices" not in kwargs:
+            kwargs["metavar"] = name.upper()
+        shown = default if not isinstance(default, BaseModel) and default not in (None, [], ()) else None
+        parser.add_argument(flag, help=f"{help_text} (default {shown})" if shown is not None else help_text,
+                            **kwargs)
+
+
+def field_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The generated flags that were given, as dotted path → value."""
+    return {k[len(FLAG_PREFIX):]: v for k, v in vars(args).items() if k.startswith(FLAG_PREFIX) and v is not None}
+
+
+def build_config(model: type[M], args: argparse.Namespace, flags: dict[str, Any] | None = None) -> M:
+    """Config = file (``--config``) ← generated flags (``add_field_args``) and ``flags`` that were given (not None)
+    ← ``--set KEY=VALUE`` pairs."""
     data: dict[str, Any] = read_config_file(args.config) if getattr(args, "config", None) else {}
-    for key, value in flags.items():
+    for key, value in {**field_flags(args), **(flags or {})}.items():
         if value is not None:
             _set_dotted(data, key, value)
     for item in getattr(args, "set", []) or []:

@@ -21,11 +21,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from kgutil.io import atomic_write_text
-from mrc.train import TrainConfig, train_mrc
+from mrc.categories import set_metrics
+from mrc.train import TrainConfig, fingerprint, train_mrc
 
 log = logging.getLogger(__name__)
 
-SCORES = ("em", "f1", "support_em", "support_f1")
+SCORES = ("em", "f1", "support_em", "support_f1", "category_acc")
 
 
 class CVConfig(BaseModel):
@@ -63,8 +64,8 @@ def run_config(config: CVConfig, variant: str, fold: int, seed: int) -> TrainCon
 
 
 def run_hash(run: TrainConfig) -> str:
-    """Identity of a run's result: its whole training config except where it writes."""
-    return hashlib.sha256(run.model_dump_json(exclude={"out", "progress"}).encode()).hexdigest()[:16]
+    """Identity of a run's result: its training config except where it writes (``mrc.train.fingerprint``)."""
+    return hashlib.sha256(fingerprint(run, {"out", "progress"}).encode()).hexdigest()[:16]
 
 
 def _recorded_elsewhere(records_path: Path) -> dict[str, dict[str, Any]]:
@@ -82,7 +83,8 @@ def _recorded_elsewhere(records_path: Path) -> dict[str, dict[str, Any]]:
 def run_cv(config: CVConfig, records_path: Path,
            train: Callable[[TrainConfig], Any] = train_mrc) -> dict[str, Any]:
     """Train every missing (seed, fold, variant) run, recording after each; returns the records. A run already
-    recorded with the same training config by another protocol is copied, not retrained."""
+    recorded with the same training config by another protocol is copied, not retrained; a recorded run whose
+    config has changed since is trained again."""
     records = json.loads(records_path.read_text(encoding="utf-8")) if records_path.exists() else {}
     add_hashes(records, config)
     elsewhere = _recorded_elsewhere(records_path) if records_path.parent.exists() else {}
@@ -90,10 +92,14 @@ def run_cv(config: CVConfig, records_path: Path,
     order = [(seed, fold, variant) for seed in config.seeds for fold in folds for variant in config.variants]
     for n, (seed, fold, variant) in enumerate(order, 1):
         key = f"{fold}/{seed}"
-        if key in records.get(variant, {}):
-            continue
         run = run_config(config, variant, fold, seed)
-        if (digest := run_hash(run)) in elsewhere:
+        digest = run_hash(run)
+        if key in records.get(variant, {}):
+            if records[variant][key]["config_hash"] == digest:
+                continue
+            log.warning("%s, fold %d, seed %d: its config changed since it was recorded; training it again",
+                        variant, fold, seed)
+        if digest in elsewhere:
             log.info("cross-validation run %d/%d: %s, fold %d, seed %d recorded by another protocol", n,
                      len(order), variant, fold, seed)
             records.setdefault(variant, {})[key] = elsewhere[digest]
@@ -132,15 +138,56 @@ def bootstrap_ci(values: np.ndarray, rounds: int = 10_000, seed: int = 0) -> tup
 
 
 def _per_question(runs: dict[str, Any], keys: set[str] | None = None) -> dict[str, dict[str, float]]:
-    """question id → score → mean over the runs (``fold/seed`` keys) given."""
+    """question id → score → mean over the runs (``fold/seed`` keys) given (numeric scores only)."""
     sums: dict[str, dict[str, list[float]]] = {}
     for key, run in runs.items():
         if keys is not None and key not in keys:
             continue
         for qid, scores in run["questions"].items():
             for name, value in scores.items():
-                sums.setdefault(qid, {}).setdefault(name, []).append(value)
+                if isinstance(value, (int, float)):
+                    sums.setdefault(qid, {}).setdefault(name, []).append(value)
     return {qid: {k: float(np.mean(v)) for k, v in s.items()} for qid, s in sums.items()}
+
+
+CategorySets = dict[int, dict[str, tuple[set[str], set[str]]]]
+
+
+def _category_sets(runs: dict[str, Any], keys: set[str] | None = None) -> CategorySets:
+    """seed → question id → (gold set, predicted set) of answer categories."""
+    by_seed: CategorySets = {}
+    for key, run in runs.items():
+        if keys is None or key in keys:
+            for qid, scores in run["questions"].items():
+                if "categories" in scores:
+                    by_seed.setdefault(int(key.split("/")[1]), {})[qid] = (
+                        set(scores["categories"]["gold"]), set(scores["categories"]["predicted"]))
+    return by_seed
+
+
+def _macro_f1(by_seed: CategorySets, ids: Any) -> float:
+    """Category macro F1 (×100) over ``ids`` (with repeats), computed per seed and averaged over seeds."""
+    values = []
+    for sets in by_seed.values():
+        pairs = [sets[q] for q in ids if q in sets]
+        names = sorted({c for g, p in pairs for c in g | p})
+        values.append(set_metrics(pairs, names)["macro_f1"])
+    return float(np.mean(values))
+
+
+def macro_f1_ci(mine: CategorySets, theirs: CategorySets | None = None, rounds: int = 2000, seed: int = 0
+                ) -> tuple[float, tuple[float, float]]:
+    """Category macro F1 of ``mine`` (or its difference to ``theirs`` on the questions both have) with a 95%
+    percentile-bootstrap CI over questions."""
+    ids = sorted({q for sets in mine.values() for q in sets})
+    if theirs is not None:
+        ids = sorted(set(ids) & {q for sets in theirs.values() for q in sets})
+    stat = (lambda sample: _macro_f1(mine, sample)) if theirs is None else (
+        lambda sample: _macro_f1(mine, sample) - _macro_f1(theirs, sample))
+    rng = np.random.default_rng(seed)
+    draws = [stat([ids[i] for i in rng.integers(0, len(ids), len(ids))]) for _ in range(rounds)]
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return stat(ids), (float(low), float(high))
 
 
 def summarize(records: dict[str, Any], config: CVConfig) -> dict[str, Any]:
@@ -155,6 +202,9 @@ def summarize(records: dict[str, Any], config: CVConfig) -> dict[str, Any]:
             if len(values):
                 figures[score] = round(float(values.mean()), 2)
                 figures[f"{score}_ci95"] = [round(x, 2) for x in bootstrap_ci(values, config.bootstrap)]
+        if sets := _category_sets(runs):
+            value, ci = macro_f1_ci(sets)
+            figures["category_macro_f1"], figures["category_macro_f1_ci95"] = round(value, 2), [round(x, 2) for x in ci]
         variants[name] = figures
     paired: dict[str, Any] = {}
     reference = records.get(config.reference, {})
@@ -174,6 +224,10 @@ def summarize(records: dict[str, Any], config: CVConfig) -> dict[str, Any]:
                 low, high = bootstrap_ci(diffs, config.bootstrap)
                 entry[f"{score}_diff"] = round(float(diffs.mean()), 2)
                 entry[f"{score}_ci95"] = [round(low, 2), round(high, 2)]
+        if (sets := _category_sets(runs, common)) and (ref_sets := _category_sets(reference, common)):
+            value, ci = macro_f1_ci(sets, ref_sets)
+            entry["category_macro_f1_diff"] = round(value, 2)
+            entry["category_macro_f1_ci95"] = [round(x, 2) for x in ci]
         entry["em_ci_excludes_zero"] = entry["em_ci95"][0] > 0 or entry["em_ci95"][1] < 0
         paired[name] = entry
     best = max(variants, key=lambda v: (variants[v].get("em", 0), variants[v].get("f1", 0))) if variants else None

@@ -54,6 +54,7 @@ class Example(BaseModel):
     is_impossible: bool = False
     question_type: str | None = None
     context_type: str | None = None
+    categories: dict[str, float] | None = None  # answer-category soft labels (``mrc.categories``)
 
 
 @dataclass
@@ -149,7 +150,7 @@ def _occurrences(context: str, text: str) -> list[int]:
     return out
 
 
-def _read_json(path: Path, expected: str) -> Any:
+def read_json(path: Path, expected: str) -> Any:
     """The parsed JSON of ``path``; every way it cannot be read is a :class:`DataError` naming the file."""
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected {expected}")
@@ -169,7 +170,7 @@ def read_dataset(path: Path, *, answer_policy: Literal["repair", "strict"] = "re
     """All questions of a SQuAD-layout file (CMedMRC, CMRC 2018, SQuAD 1.1/2.0)."""
     path = Path(path)
     report = report if report is not None else ReadReport()
-    raw = _read_json(path, "a SQuAD-layout JSON file")
+    raw = read_json(path, "a SQuAD-layout JSON file")
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), list):
         raise DataError(f"{path}: expected a SQuAD-format object with a 'data' list")
     examples: list[Example] = []
@@ -263,7 +264,7 @@ def read_predictions(path: Path) -> dict[str, dict[str, str]]:
     question id (the official scripts would silently score ``str(value)``).
     """
     path = Path(path)
-    raw = _read_json(path, "a predictions JSON file")
+    raw = read_json(path, "a predictions JSON file")
     if not isinstance(raw, dict):
         raise DataError(f"{path}: expected an object keyed by question id, got {type(raw).__name__}")
     out: dict[str, dict[str, str]] = {}

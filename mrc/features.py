@@ -39,6 +39,7 @@ class Feature:
     start: int = 0
     end: int = 0
     support: list[int] = field(default_factory=list)
+    category: list[float] | None = None  # answer-category soft labels of the example (``mrc.categories``)
     extra: dict[str, Any] = field(default_factory=dict)  # model-specific inputs (e.g. entity ids)
 
     @property

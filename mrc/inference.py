@@ -20,7 +20,7 @@ from mrc.data import Example
 from mrc.features import IGNORE, Feature, FeatureConfig, prepare_features
 from mrc.metrics import MetricChoice, dataset_metric, evaluate_predictions
 from mrc.model import BaselineMRC, load_model
-from mrc.postprocess import Prediction, postprocess, tune_support_threshold
+from mrc.postprocess import Prediction, WindowOutputs, postprocess, tune_support_threshold
 
 
 def collate(features: Sequence[Feature], pad_id: int, with_labels: bool) -> dict[str, torch.Tensor]:
@@ -51,6 +51,10 @@ def collate(features: Sequence[Feature], pad_id: int, with_labels: bool) -> dict
         for i, f in enumerate(features):
             support[i, : len(f.support)] = torch.tensor(f.support)
         batch["support_labels"] = support
+        if any(f.category is not None for f in features):
+            width = len(next(f.category for f in features if f.category is not None))
+            batch["category_labels"] = torch.tensor([f.category if f.category is not None else [-1.0] * width
+                                                     for f in features])
     return batch
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -62,23 +66,24 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 @torch.no_grad()
 def predict_features(model: BaselineMRC, features: Sequence[Feature], pad_id: int, batch_size: int,
-                     device: torch.device, progress: bool = False, precision: str = "fp32"
-                     ) -> tuple[list, list, list, list]:
-    """Per window: start logits, end logits, support probabilities and model details (numpy, unpadded)."""
+                     device: torch.device, progress: bool = False, precision: str = "fp32") -> WindowOutputs:
+    """The model's outputs for every window."""
     model.eval()
-    starts, ends, supports, details = [], [], [], []
+    out = WindowOutputs([], [], [], [] if model.category is not None else None, [])
     for i in tqdm(range(0, len(features), batch_size), desc="predicting", disable=not progress):
         chunk = features[i:i + batch_size]
         batch = {k: v.to(device) for k, v in collate(chunk, pad_id, with_labels=False).items()}
         with autocast(device, precision):
-            out = model(**batch)
+            res = model(**batch)
         for j, f in enumerate(chunk):
             m = len(f.input_ids)
-            starts.append(out.start_logits[j, :m].float().cpu().numpy())
-            ends.append(out.end_logits[j, :m].float().cpu().numpy())
-            supports.append(torch.sigmoid(out.support_logits[j, :m]).float().cpu().numpy())
-            details.append({k: v[j].float().cpu().numpy() for k, v in out.details.items()})
-    return starts, ends, supports, details
+            out.starts.append(res.start_logits[j, :m].float().cpu().numpy())
+            out.ends.append(res.end_logits[j, :m].float().cpu().numpy())
+            out.supports.append(torch.sigmoid(res.support_logits[j, :m]).float().cpu().numpy())
+            if out.categories is not None:
+                out.categories.append(torch.sigmoid(res.category_logits[j]).float().cpu().numpy())
+            out.details.append({k: v[j].float().cpu().numpy() for k, v in res.details.items()})
+    return out
 
 
 class InferenceConfig(BaseModel):
@@ -90,8 +95,12 @@ class InferenceConfig(BaseModel):
     device: str = "auto"
     batch_size: int = Field(16, ge=1)
     metric: MetricChoice = Field("auto", description="auto: CMRC 2018 for a Chinese dataset, SQuAD for English")
-    index: Path | None = Field(None, description="CMedBERT: its entity index, when it moved since training")
-    max_passage_chars: int = Field(20_000, ge=0, description="warn above this passage length (0: never)")
+    index: Path | None = Field(None, description="CMedBERT: the entity index, when it moved since training (an "
+                                                 "index of another KG snapshot is refused)")
+    max_passage_chars: int = Field(20_000, ge=0, description="warn above this passage length (0: never); long "
+                                                             "passages take many windows")
+    categories: Path | None = Field(None, description="answer-category labels of the dataset, to score the "
+                                                      "model's categories (scripts/label_categories.py)")
 
     @property
     def settings(self) -> dict[str, Any] | None:
@@ -105,9 +114,8 @@ def evaluate_model(model: BaselineMRC, tokenizer: Any, examples: list[Example], 
                    support_threshold: float | None = None, progress: bool = False, per_question: bool = False
                    ) -> tuple[dict[str, Any], dict[str, Prediction], float]:
     """(metrics, predictions, τ): τ is tuned on ``examples`` unless ``support_threshold`` is given."""
-    starts, ends, supports, _ = predict_features(model, features, tokenizer.pad_token_id, batch_size, device,
-                                                 progress, precision)
-    predictions = postprocess(examples, features, starts, ends, supports, n_best=n_best,
+    outputs = predict_features(model, features, tokenizer.pad_token_id, batch_size, device, progress, precision)
+    predictions = postprocess(examples, features, outputs, category_names=model.config.categories, n_best=n_best,
                               max_answer_length=max_answer_length,
                               support_threshold=support_threshold if support_threshold is not None else 0.5)
     chosen = dataset_metric(examples, metric)

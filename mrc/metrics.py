@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from nltk.tokenize import NLTKWordTokenizer
 
+from mrc.categories import gold_set, predicted_set, set_metrics
 from mrc.data import sentence_spans
 from retrieval.text import is_chinese
 
@@ -32,7 +33,7 @@ CMRC_PUNCTUATION = frozenset("-:_*^/\\~`+=，。：？！“”；’《》·、
 _CMRC_CJK = re.compile(r"[\u4e00-\u9fa5]")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _SQUAD_PUNCT = frozenset(string.punctuation)
-_SCORES = ("em", "f1", "support_em", "support_f1")
+_SCORES = ("em", "f1", "support_em", "support_f1", "category_acc")
 _WORDS = NLTKWordTokenizer()
 
 
@@ -131,8 +132,10 @@ def evaluate_predictions(examples: Sequence[Any], predictions: Mapping[str, Any]
                          metric: MetricChoice = "auto", per_question: bool = False) -> dict[str, Any]:
     """Answer and support EM/F1 (×100), overall and per question type and context type.
 
-    ``predictions`` maps question id → answer text, or → ``{"answer": str, "support": str}``. Support is
-    scored only for questions with gold support and a predicted support text; a missing prediction scores 0.
+    ``predictions`` maps question id → answer text, or → ``{"answer": str, "support": str, "categories": {c: p}}``.
+    Support is scored only for questions with gold support and a predicted support text, answer categories only
+    for questions with gold categories and predicted ones (``categories``: accuracy = exact set match, micro and
+    macro F1, per category; ``mrc.categories``); a missing prediction scores 0.
     One metric scores the whole dataset (``dataset_metric``); the report names it. ``per_question`` adds
     ``questions``: id → {em, f1[, support_em, support_f1]} (0/1 and 0–1, for paired comparisons).
     """
@@ -146,6 +149,9 @@ def evaluate_predictions(examples: Sequence[Any], predictions: Mapping[str, Any]
         if ex.support is not None and isinstance(pred, Mapping) and "support" in pred:
             gold_support = support_text(ex.context, ex.support)
             row["support_em"], row["support_f1"] = em_f1(pred.get("support") or "", [gold_support], chosen)
+        if ex.categories is not None and isinstance(pred, Mapping) and pred.get("categories"):
+            row["category_sets"] = (gold_set(ex.categories), predicted_set(pred["categories"]))
+            row["category_acc"] = float(row["category_sets"][0] == row["category_sets"][1])
         rows.append(row)
     ids = {ex.id for ex in examples}
     report: dict[str, Any] = {"metric": chosen, "overall": _aggregate(rows),
@@ -158,8 +164,17 @@ def evaluate_predictions(examples: Sequence[Any], predictions: Mapping[str, Any]
                 groups[row[key]].append(row)
         if groups:
             report[f"by_{key}"] = {k: _aggregate(v) for k, v in sorted(groups.items())}
+    category_rows = [r["category_sets"] for r in rows if "category_sets" in r]
+    if category_rows:
+        names = list(dict.fromkeys(c for p in predictions.values() if isinstance(p, Mapping)
+                                   for c in p.get("categories") or ()))
+        report["categories"] = set_metrics(category_rows, names)
     if per_question:
         report["questions"] = {r["id"]: {k: round(r[k], 4) for k in _SCORES if k in r} for r in rows}
+        for r in rows:
+            if "category_sets" in r:
+                report["questions"][r["id"]]["categories"] = {"gold": sorted(r["category_sets"][0]),
+                                                              "predicted": sorted(r["category_sets"][1])}
     return report
 
 

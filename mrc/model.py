@@ -2,7 +2,11 @@
 
 Baseline (the paper's "BERT base" multi-task row), with H = encoder(question, passage) ∈ ℝ^{L×d}:
     o = H;  start/end = softmax over w₁·o, w₂·o (context tokens and [CLS]);  p_support_i = σ(w_s·o_i)
-    L = L_A + λ·L_S,   L_A = ½(CE(start) + CE(end)),   L_S = BCE(p_support, support labels)   (λ fixed)
+    L = λ_A·L_A + λ·L_S,   L_A = ½(CE(start) + CE(end)),   L_S = BCE(p_support, support labels)   (λ fixed)
+With answer categories (Clinical QA 2.0), a head on the answer representation a (o_[CLS], or the span pooling
+½(Σ_i p_start,i·o_i + Σ_i p_end,i·o_i) with the span probabilities detached):
+    p_category = σ(W₂·ReLU(W₁·a)) ∈ [0,1]^{|C|},   L_C = Σ_c w_c·BCE(p_c, y_c) / |C|,   L += λ_C·L_C
+with class weights w_c = N / (|C|·count_c) from the training labels (``mrc.categories``).
 Subclasses change ``represent`` (o from H) and ``support_weight`` (λ); see ``fusion.cmedbert``.
 
 Model directories are self-contained: ``config.json`` (encoder), ``kgmrc_config.json`` (model type and
@@ -14,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -38,10 +42,19 @@ class ModelConfig(BaseModel):
     model_type: str = "baseline"
     support_weight: float = Field(1.0, ge=0, description="λ of the baseline (fixed)")
     dropout: float = Field(0.1, ge=0, lt=1)
+    answer_weight: float = Field(1.0, ge=0, description="λ_A (0: no span training, e.g. a category-only model)")
+    categories: list[str] = Field(default_factory=list, description="answer categories (empty: no category head)")
+    category_weight: float = Field(1.0, ge=0, description="λ_C of the category loss")
+    category_hidden: int = Field(256, ge=1, description="the category head's hidden layer (d → hidden → |C|)")
+    category_pooling: Literal["cls", "span"] = Field("cls", description="answer representation for categories")
+    category_class_weights: list[float] = Field(default_factory=list, description="w_c (set from training labels)")
     fusion: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _family_settings(self) -> "ModelConfig":
+        if self.category_class_weights and len(self.category_class_weights) != len(self.categories):
+            raise ValueError(f"{len(self.category_class_weights)} category class weights for "
+                             f"{len(self.categories)} categories")
         family = model_class(self.model_type)
         if family.settings is not None:
             self.fusion = family.settings.model_validate(self.fusion).model_dump()
@@ -59,6 +72,8 @@ class MRCOutput:
     answer_loss: torch.Tensor | None = None
     support_loss: torch.Tensor | None = None
     support_weight: torch.Tensor | None = None
+    category_logits: torch.Tensor | None = None
+    category_loss: torch.Tensor | None = None
     details: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
@@ -76,6 +91,9 @@ class BaselineMRC(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.span = nn.Linear(self.output_size(hidden), 2)
         self.support = nn.Linear(self.output_size(hidden), 1)
+        self.category = nn.Sequential(
+            nn.Linear(self.output_size(hidden), config.category_hidden), nn.ReLU(), nn.Dropout(config.dropout),
+            nn.Linear(config.category_hidden, len(config.categories))) if config.categories else None
 
     def output_size(self, hidden: int) -> int:
         """Width of the representation o fed to the heads."""
@@ -102,7 +120,7 @@ class BaselineMRC(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
                 context_mask: torch.Tensor, start_positions: torch.Tensor | None = None,
                 end_positions: torch.Tensor | None = None, support_labels: torch.Tensor | None = None,
-                **extra: torch.Tensor) -> MRCOutput:
+                category_labels: torch.Tensor | None = None, **extra: torch.Tensor) -> MRCOutput:
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
                  "context_mask": context_mask, **extra}
         if support_labels is not None:
@@ -119,6 +137,8 @@ class BaselineMRC(nn.Module):
         end_logits = end_logits.masked_fill(~answerable, neg)
         support_logits = self.support(o).squeeze(-1).float()
         out = MRCOutput(start_logits, end_logits, support_logits, details=details)
+        if self.category is not None:
+            out.category_logits = self.category(self._answer_state(o, start_logits, end_logits)).float()
         if start_positions is not None and end_positions is not None:
             ce = nn.functional.cross_entropy
             out.answer_loss = 0.5 * (ce(start_logits, start_positions) + ce(end_logits, end_positions))
@@ -127,8 +147,28 @@ class BaselineMRC(nn.Module):
                 out.support_loss = nn.functional.binary_cross_entropy_with_logits(
                     support_logits[labelled], support_labels[labelled].to(support_logits.dtype))
             out.support_weight = self.support_weight(o, hidden, start_logits, end_logits, support_logits, batch)
-            out.loss = out.answer_loss + out.support_weight * out.support_loss
+            out.loss = self.config.answer_weight * out.answer_loss + out.support_weight * out.support_loss
+            if out.category_logits is not None and category_labels is not None:
+                out.category_loss = self._category_loss(out.category_logits, category_labels)
+                out.loss = out.loss + self.config.category_weight * out.category_loss
         return out
+
+    def _answer_state(self, o: torch.Tensor, start_logits: torch.Tensor, end_logits: torch.Tensor) -> torch.Tensor:
+        """a: o at [CLS], or the span pooling ½(Σ p_start·o + Σ p_end·o) with detached probabilities."""
+        if self.config.category_pooling == "cls":
+            return o[:, 0]
+        weights = 0.5 * (start_logits.softmax(-1) + end_logits.softmax(-1)).detach().to(o.dtype)
+        return torch.einsum("bl,bld->bd", weights, o)
+
+    def _category_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Class-weighted BCE over the windows whose question has labels (unlabelled rows are −1)."""
+        labelled = labels[:, 0] >= 0
+        if not labelled.any():
+            return logits.new_zeros(())
+        weight = (logits.new_tensor(self.config.category_class_weights) if self.config.category_class_weights
+                  else None)
+        return nn.functional.binary_cross_entropy_with_logits(logits[labelled], labels[labelled].to(logits.dtype),
+                                                              weight=weight)
 
 
 def build_model(encoder: str | Path, config: ModelConfig, **kwargs: Any) -> BaselineMRC:

@@ -30,15 +30,29 @@ class Prediction:
     support_sentences: list[int] = field(default_factory=list)
     support: str = ""
     nbest: list[dict[str, object]] = field(default_factory=list)
+    categories: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def postprocess(examples: Sequence[Example], features: Sequence[Feature], start_logits: Sequence[np.ndarray],
-                end_logits: Sequence[np.ndarray], support_probs: Sequence[np.ndarray], *, n_best: int = 20,
-                max_answer_length: int = 100, support_threshold: float = 0.5) -> dict[str, Prediction]:
-    """Predictions keyed by question id (every example gets one, possibly empty)."""
+@dataclass
+class WindowOutputs:
+    """A model's outputs per window (numpy, unpadded): start and end logits, support probabilities, category
+    probabilities (None without a category head) and model details."""
+
+    starts: list[np.ndarray]
+    ends: list[np.ndarray]
+    supports: list[np.ndarray]
+    categories: list[np.ndarray] | None = None
+    details: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+
+def postprocess(examples: Sequence[Example], features: Sequence[Feature], outputs: WindowOutputs, *,
+                category_names: Sequence[str] = (), n_best: int = 20, max_answer_length: int = 100,
+                support_threshold: float = 0.5) -> dict[str, Prediction]:
+    """Predictions keyed by question id (every example gets one, possibly empty). Categories come from the
+    window of the chosen answer (the mean over the example's windows when there is no answer)."""
     by_example: dict[int, list[int]] = defaultdict(list)
     for i, f in enumerate(features):
         by_example[f.example_index].append(i)
@@ -47,7 +61,7 @@ def postprocess(examples: Sequence[Example], features: Sequence[Feature], start_
         candidates = []
         char_probs: dict[int, list[float]] = defaultdict(list)
         for i in by_example.get(ex_index, []):
-            f, s_log, e_log, probs = features[i], start_logits[i], end_logits[i], support_probs[i]
+            f, s_log, e_log, probs = features[i], outputs.starts[i], outputs.ends[i], outputs.supports[i]
             for j, o in enumerate(f.offsets):
                 if o is not None and o[1] > o[0]:
                     char_probs[o[0]].append(float(probs[j]))
@@ -60,7 +74,7 @@ def postprocess(examples: Sequence[Example], features: Sequence[Feature], start_
                     a, b = f.offsets[s][0], f.offsets[e][1]
                     if b - a > max_answer_length or b <= a:
                         continue
-                    candidates.append((float(s_log[s] + e_log[e]), a, b))
+                    candidates.append((float(s_log[s] + e_log[e]), a, b, i))
         spans = sentence_spans(ex.context)
         sentence_probs = []
         for a, b in spans:
@@ -68,18 +82,22 @@ def postprocess(examples: Sequence[Example], features: Sequence[Feature], start_
             sentence_probs.append(float(np.mean(values)) if values else 0.0)
         if candidates:
             candidates.sort(key=lambda c: -c[0])
-            score, a, b = candidates[0]
+            score, a, b, window = candidates[0]
             answer_sentences = sorted({sentence_of(spans, a), sentence_of(spans, b - 1)})
         else:
-            score, a, b, answer_sentences = float("-inf"), 0, 0, []
+            score, a, b, window, answer_sentences = float("-inf"), 0, 0, None, []
         seen, nbest = set(), []
-        for sc, x, y in candidates:
+        for sc, x, y, _ in candidates:
             if (x, y) not in seen:
                 seen.add((x, y))
                 nbest.append({"text": ex.context[x:y], "score": round(sc, 4), "start": x, "end": y})
             if len(nbest) == n_best:
                 break
         pred = Prediction(ex.context[a:b], score, a, b, sentence_probs, answer_sentences, nbest=nbest)
+        if outputs.categories is not None and by_example.get(ex_index):
+            probs = (outputs.categories[window] if window is not None
+                     else np.mean([outputs.categories[i] for i in by_example[ex_index]], axis=0))
+            pred.categories = {c: round(float(p), 4) for c, p in zip(category_names, probs)}
         select_support(pred, ex.context, support_threshold)
         out[ex.id] = pred
     return out

@@ -21,9 +21,9 @@ def predict_one(model: BaselineMRC, tokenizer: Any, saved: dict[str, Any], quest
     example = Example(id="q", question=question, context=passage, passage_id="p")
     features = prepare_features([example], tokenizer, FeatureConfig.model_validate(saved.get("features", {})))
     model.attach_inputs(features, [example], tokenizer)
-    starts, ends, supports, details = predict_features(model, features, tokenizer.pad_token_id, 8, device,
-                                                       progress=len(features) > 16)
-    pred = postprocess([example], features, starts, ends, supports,
+    outputs = predict_features(model, features, tokenizer.pad_token_id, 8, device, progress=len(features) > 16)
+    starts, ends = outputs.starts, outputs.ends
+    pred = postprocess([example], features, outputs, category_names=model.config.categories,
                        max_answer_length=saved.get("max_answer_length", 100),
                        support_threshold=saved.get("support_threshold", 0.5))["q"]
     best = max(range(len(features)), key=lambda i: float(starts[i].max() + ends[i].max()))
@@ -40,7 +40,7 @@ def predict_one(model: BaselineMRC, tokenizer: Any, saved: dict[str, Any], quest
     }
     inside = [i for i, o in enumerate(feat.offsets) if o is not None and o[0] < pred.end and o[1] > pred.start]
     result["answer_tokens"] = f"{inside[0]}-{inside[-1]}" if inside else ""
-    result["entities"] = model.describe_entities(feat, details[best], tokenizer, question, passage) \
+    result["entities"] = model.describe_entities(feat, outputs.details[best], tokenizer, question, passage) \
         if hasattr(model, "describe_entities") else []
     return result
 

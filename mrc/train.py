@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from kgutil.distributed import Dist, setup
 from kgutil.checkpoint import load_checkpoint, save_checkpoint
 from kgutil.io import atomic_write_text
+from mrc.categories import CategoryLabels, attach_labels, class_weights, gold_set
 from mrc.data import Example, read_dataset
 from mrc.features import FeatureConfig, prepare_features
 from mrc.inference import autocast, collate, evaluate_model, evaluate_saved_model
@@ -115,6 +116,19 @@ class TrainConfig(BaseModel):
     progress: bool = True
     answer_policy: Literal["repair", "strict"] = "repair"
     metric: MetricChoice = Field("auto", description="auto: CMRC 2018 for Chinese data, SQuAD for English")
+    categories: Path | None = Field(None, description="answer-category labels file (scripts/label_categories.py): "
+                                                      "adds the category head and scores categories")
+    category_oversample: bool = Field(False, description="repeat the windows of questions in rare categories "
+                                                         "round(max w_c) times (at most 4)")
+    selection: Literal["f1", "support_f1", "category_macro_f1"] = Field(
+        "f1", description="validation figure that chooses the epoch (answer F1; support F1 or category macro F1 "
+                          "for models trained without the span loss)")
+
+
+def fingerprint(config: BaseModel, exclude: set[str] = frozenset()) -> str:
+    """Identity of a config's settings: the fields that differ from their defaults (so a setting added later with
+    a default keeps earlier fingerprints), minus ``exclude``."""
+    return config.model_dump_json(exclude=set(exclude), exclude_defaults=True)
 
 
 @dataclass
@@ -182,20 +196,52 @@ def load_examples(config: TrainConfig) -> Split:
         split.train = split.train[: config.max_train_examples]
     if config.max_eval_examples is not None:
         split.validation = split.validation[: config.max_eval_examples]
+    if config.categories is not None:
+        labels = CategoryLabels.read(config.categories)
+        for part in (split.validation, split.test):
+            attach_labels(part, labels)
+        log.info("answer categories %s from %s; %d of %d training questions labelled", labels.categories,
+                 config.categories, attach_labels(split.train, labels), len(split.train))
     return split
 
 
+def with_categories(config: TrainConfig, train: Sequence[Example]) -> ModelConfig:
+    """The model settings, with the categories of the labels file and class weights from the training labels."""
+    if config.categories is None:
+        return config.model
+    names = CategoryLabels.read(config.categories).categories
+    if config.model.categories and config.model.categories != names:
+        raise ValueError(f"model.categories {config.model.categories} differ from those of {config.categories} "
+                         f"({names})")
+    vectors = [[e.categories.get(c, 0.0) for c in names] for e in train if e.categories is not None]
+    return config.model.model_copy(update={"categories": names,
+                                           "category_class_weights": class_weights(vectors, len(names))})
+
+
+def category_repeats(example: Example, model: ModelConfig, limit: int = 4) -> int:
+    """How often the windows of ``example`` are trained per epoch under oversampling: round(max_{c ∈ gold} w_c),
+    between 1 and ``limit``."""
+    if not example.categories:
+        return 1
+    weights = dict(zip(model.categories, model.category_class_weights))
+    top = max((weights.get(c, 1.0) for c in gold_set(example.categories)), default=1.0)
+    return int(min(limit, max(1, round(top))))
+
+
 def init_from(path: Path, config: ModelConfig) -> tuple[BaselineMRC, Any]:
-    """Start from a saved model. Across families (e.g. a baseline after intermediate training → CMedBERT) the
-    encoder and the span/support heads are carried over and the new family's other layers start fresh."""
+    """Start from a saved model. When the settings differ (another family, an added category head, other loss
+    weights) a model of ``config`` is built on the saved encoder and takes every saved weight whose name and shape
+    it shares (encoder, span and support heads, …); its other layers start fresh."""
     loaded, tokenizer, _ = load_model(path)
-    if loaded.config.model_type == config.model_type:
+    if loaded.config == config:
         return loaded, tokenizer
     model = model_class(config.model_type)(loaded.encoder, config)
-    for head in ("span", "support"):
-        getattr(model, head).load_state_dict(getattr(loaded, head).state_dict())
-    log.info("initialised %s from the encoder and heads of %s model %s", config.model_type,
-             loaded.config.model_type, path)
+    own = model.state_dict()
+    carried = {k: v for k, v in loaded.state_dict().items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(carried, strict=False)
+    fresh = sorted({k.split(".")[0] for k in own if k not in carried})
+    log.info("initialised a %s model from %s (%s model); fresh: %s", config.model_type, path,
+             loaded.config.model_type, ", ".join(fresh) or "nothing")
     return model, tokenizer
 
 
@@ -223,16 +269,17 @@ def intermediate_stage(config: TrainConfig, ctx: Dist) -> Path | None:
     stage_config = config.model_copy(update={
         "train": list(stage.data), "validation": None, "out": out, "epochs": stage.epochs, "seed": stage.seed,
         "intermediate": IntermediateConfig(epochs=0), "model": ModelConfig(support_weight=config.model.support_weight),
-        "split": SplitConfig(validation_share=0.0), "max_train_examples": None})
-    fingerprint = stage_config.model_dump_json(exclude=_RUN_ONLY - {"epochs"})
+        "split": SplitConfig(validation_share=0.0), "max_train_examples": None, "categories": None,
+        "category_oversample": False, "selection": "f1"})
+    stage_id = fingerprint(stage_config, _RUN_ONLY - {"epochs"})
     marker = out / "best" / "stage.json"
-    if marker.exists() and json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") == fingerprint:
+    if marker.exists() and json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") == stage_id:
         log.info("intermediate stage: reusing %s", out / "best")
         return out / "best"
     log.info("intermediate stage: %d epoch(s) on %s", stage.epochs, ", ".join(map(str, stage.data)))
     train_mrc(stage_config)
     if ctx.main:
-        atomic_write_text(marker, json.dumps({"fingerprint": fingerprint}))
+        atomic_write_text(marker, json.dumps({"fingerprint": stage_id}))
     ctx.barrier()
     return out / "best"
 
@@ -264,17 +311,25 @@ def train_mrc(config: TrainConfig) -> TrainResult:
         log.info("train: %d questions on %d passages; validation: %d; test: %d; %d process(es)",
                  len(train_examples), len({e.passage_id for e in train_examples}), len(held_out), len(split.test),
                  ctx.world)
+    model_config = with_categories(config, train_examples)
     start_from = config.init_from or stage_model
     if start_from is not None:
-        model, tokenizer = init_from(start_from, config.model)
+        model, tokenizer = init_from(start_from, model_config)
     else:
         from transformers import AutoTokenizer
 
-        model, tokenizer = build_model(config.encoder, config.model), AutoTokenizer.from_pretrained(config.encoder)
+        model, tokenizer = build_model(config.encoder, model_config), AutoTokenizer.from_pretrained(config.encoder)
     model.to(device)
     train_features = prepare_features(train_examples, tokenizer, config.features)
     rng = random.Random(config.seed)
     train_features = [f for f in train_features if f.has_answer or rng.random() < config.negative_windows]
+    if model_config.categories:
+        for f in train_features:
+            soft = train_examples[f.example_index].categories
+            f.category = None if soft is None else [soft.get(c, 0.0) for c in model_config.categories]
+        if config.category_oversample:
+            train_features = [f for f in train_features
+                              for _ in range(category_repeats(train_examples[f.example_index], model_config))]
     held_features = prepare_features(held_out, tokenizer, config.features) if held_out and ctx.main else []
     model.attach_inputs(train_features, train_examples, tokenizer)
     model.attach_inputs(held_features, held_out if ctx.main else [], tokenizer)
@@ -286,9 +341,9 @@ def train_mrc(config: TrainConfig) -> TrainResult:
     steps_per_epoch = math.ceil(len(train_features) / per_step)
     total_steps = steps_per_epoch * config.epochs
     warmup = int(config.warmup_ratio * total_steps)
-    fingerprint = config.model_dump_json(exclude=_RUN_ONLY)
+    run_id = fingerprint(config, _RUN_ONLY)
     start_epoch, step, history, best = 0, 0, [], None
-    if config.resume and (state := load_checkpoint(out / "checkpoint", model, optimizer, fingerprint)):
+    if config.resume and (state := load_checkpoint(out / "checkpoint", model, optimizer, run_id)):
         start_epoch, step, history, best = state["epoch"], state["step"], state["history"], state["best"]
         log.info("resumed from epoch %d (step %d)", start_epoch, step)
     # Some parameters may get no gradient in a step (the encoder's unused pooler; the support head on batches
@@ -303,7 +358,7 @@ def train_mrc(config: TrainConfig) -> TrainResult:
         order = list(range(len(train_features)))
         random.Random(config.seed * 1000 + epoch).shuffle(order)
         t0 = time.perf_counter()
-        losses: dict[str, list[float]] = {"loss": [], "answer": [], "support": [], "lambda": []}
+        losses: dict[str, list[float]] = {"loss": [], "answer": [], "support": [], "lambda": [], "category": []}
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress)
         log_every = max(1, steps_per_epoch // 10)  # without a bar, a log line every tenth of an epoch
         for k in bar:
@@ -322,6 +377,8 @@ def train_mrc(config: TrainConfig) -> TrainResult:
                 losses["answer"].append(output.answer_loss.item())
                 losses["support"].append(output.support_loss.item())
                 losses["lambda"].append(float(output.support_weight))
+                if output.category_loss is not None:
+                    losses["category"].append(output.category_loss.item())
             if scaler:
                 scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -344,7 +401,7 @@ def train_mrc(config: TrainConfig) -> TrainResult:
         if ctx.main:
             best = _end_of_epoch(model, tokenizer, config, held_out, held_features, record, best)
             history.append(record)
-            save_checkpoint(out / "checkpoint", model, optimizer, fingerprint,
+            save_checkpoint(out / "checkpoint", model, optimizer, run_id,
                             {"epoch": epoch, "step": step, "history": history, "best": best})
             atomic_write_text(out / "metrics.json", json.dumps({"best": best, "history": history},
                                                                ensure_ascii=False, indent=2))
@@ -379,7 +436,8 @@ def _optimizer(model: BaselineMRC, config: TrainConfig) -> torch.optim.Optimizer
 def _end_of_epoch(model: BaselineMRC, tokenizer: Any, config: TrainConfig, held_out: list[Example],
                   held_features: list[Any], record: dict[str, Any], best: dict[str, Any] | None
                   ) -> dict[str, Any] | None:
-    """Evaluate on validation, tune τ there, and keep the model when its answer F1 is the best so far."""
+    """Evaluate on validation, tune τ there, and keep the model when its ``config.selection`` figure is the best
+    so far."""
     if not held_out:
         return best
     metrics, predictions, tau = evaluate_model(
@@ -390,13 +448,20 @@ def _end_of_epoch(model: BaselineMRC, tokenizer: Any, config: TrainConfig, held_
     log.info("epoch %d: EM %.2f F1 %.2f support EM %.2f F1 %.2f (τ=%.2f)", record["epoch"],
              metrics["overall"].get("em", 0), metrics["overall"].get("f1", 0),
              metrics["overall"].get("support_em", 0), metrics["overall"].get("support_f1", 0), tau)
-    if best is not None and metrics["overall"]["f1"] <= best["overall"]["f1"]:
+    if best is not None and selection_score(metrics, config.selection) <= selection_score(best, config.selection):
         return best
     save_model(model, tokenizer, config.out / "best", {"support_threshold": tau, "features": json.loads(
         config.features.model_dump_json()), "max_answer_length": config.max_answer_length})
     atomic_write_text(config.out / "predictions.json", json.dumps(
         {k: p.as_dict() for k, p in predictions.items()}, ensure_ascii=False, indent=1))
     return metrics
+
+
+def selection_score(metrics: dict[str, Any], selection: str) -> float:
+    """The validation figure that chooses the epoch."""
+    if selection == "category_macro_f1":
+        return metrics.get("categories", {}).get("macro_f1", 0.0)
+    return metrics["overall"].get(selection, 0.0)
 
 
 def score_test(config: TrainConfig, test: list[Example]) -> dict[str, Any]:

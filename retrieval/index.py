@@ -1,6 +1,7 @@
 """The entity index: exact-name table, jieba user dictionary and FAISS indexes over KG entity names.
 
-Built from a KG snapshot (``kg.snapshot``) (entity ids are the snapshot's), optionally typed from term lists. Saved as one
+Built from a KG snapshot (``kg.snapshot``) (entity ids are the snapshot's), typed from term lists where they
+name the entity, else by the snapshot. Saved as one
 directory, written atomically and stamped with the snapshot checksum::
 
     manifest.json   config, counts, snapshot checksum
@@ -157,7 +158,8 @@ def build_index(snapshot: Snapshot, config: IndexConfig, out: Path) -> EntityInd
         sample = names[:: max(1, len(names) // 2000)]
         language = "zh" if sum(is_chinese(n) for n in sample) >= 0.5 * len(sample) else "en"
     term_types = _term_types(config.dicts)
-    types = [t or term_types.get(normalize(n)) for n, t in zip(names, snapshot.entity_types)]
+    # curated term lists first: a KG's relation-implied types are noisier (CMeKG types body parts as 症状)
+    types = [term_types.get(normalize(n)) or t for n, t in zip(names, snapshot.entity_types)]
     name_units = [units(normalize(n), language) for n in names]
     log.info("indexing %d entity names (%s units)", len(names), language)
     vectors = hashed_ngram_vectors(name_units, config.ngram_dim, config.ngram_order)

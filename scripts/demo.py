@@ -5,9 +5,10 @@
    shipped sample KG), print stats and a neighbourhood;
 2. train PTransE embeddings for a few epochs;
 3. build the entity index (with the typed term lists when ../shared has them);
-4. train a small CMedBERT briefly (m3e-small on part of CMedMRC from ../shared, else a tiny random encoder with a
-   character vocabulary on the shipped question/passage pairs);
-5. print one prediction with its support sentence, linked entities and the start/end probability plot.
+4. label the training answers with answer categories from the KG types of their linked entities;
+5. train a small CMedBERT with the answer-category head briefly (m3e-small on part of CMedMRC from ../shared,
+   else a tiny random encoder with a character vocabulary on the shipped question/passage pairs);
+6. print one prediction with its support sentence, categories, linked entities and the start/end probability plot.
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from kg.build import BuildConfig, build_kg, open_store
 from kgutil.cli import ConfigError, add_common_args, build_config, read_config_file, setup_logging
 from kg.embeddings import EmbeddingConfig, train_embeddings
 from kg.snapshot import Snapshot
+from mrc.category_labels import LabelConfig, label_examples
 from mrc.data import read_dataset
 from mrc.features import FeatureConfig
 from mrc.model import ModelConfig, load_model
 from mrc.predict import plot_probabilities, predict_one
 from mrc.train import IntermediateConfig, SplitConfig, TrainConfig, train_mrc
 from retrieval.index import IndexConfig, build_index
+from retrieval.linker import EntityLinker
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("demo")
@@ -114,14 +117,22 @@ def main(argv: list[str] | None = None) -> int:
         texts = [t for e in read_dataset(sample) for t in (e.question, e.context)]
         train = dict(train=[sample], validation=sample, encoder=tiny_encoder(texts, out / "tiny_encoder"), lr=3e-3,
                      epochs=20 * cfg.mrc_epochs)
-    print(f"\n== 4. CMedBERT on {train['train'][0]} with encoder {train['encoder']}")
+    print("\n== 4. answer categories from the KG types of the linked answers")
+    labels, report = label_examples(read_dataset(train["train"][0]), EntityLinker(index), LabelConfig(sample=5))
+    labels.write(out / "categories.json")
+    print("   " + ", ".join(f"{c} {v['questions']}" for c, v in report["coverage"].items()))
+    for row in report["sample"]:
+        print(f"   {'+'.join(row['categories']):<20} {row['answer'][:30]}")
+
+    print(f"\n== 5. CMedBERT with the answer-category head on {train['train'][0]} with encoder {train['encoder']}")
     mrc = train_mrc(TrainConfig(
         model=ModelConfig(model_type="cmedbert", fusion={"index": str(out / "idx"), "embeddings": str(out / "emb")}),
         out=out / "cmedbert", resume=False, intermediate=IntermediateConfig(epochs=0),  # the demo skips CMRC 2018
+        categories=out / "categories.json",
         features=FeatureConfig(max_seq_length=cfg.max_seq_length, doc_stride=96), **train))
     print(json.dumps(mrc.best_metrics.get("overall", {}), ensure_ascii=False))
 
-    print("\n== 5. one prediction")
+    print("\n== 6. one prediction")
     model, tokenizer, saved = load_model(out / "cmedbert" / "best")
     example = read_dataset(ROOT / "examples/sample_mrc.json")[0]
     import torch
@@ -130,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     plot_probabilities(pred, out / "prediction.png")
     print(f"   question: {example.question}\n   answer:   {pred['answer']}   (gold: {example.answers[0].text})")
     print(f"   support:  {pred['support']}")
+    print("   categories: " + ", ".join(f"{c} {p:.2f}" for c, p in sorted(pred["categories"].items(),
+                                                                          key=lambda kv: -kv[1])))
     for e in pred["entities"][:12]:
         print(f"   entity:   [{e['segment']}] {e['span']} → {e['entity']} ({e['type'] or '-'}, {e['rule']}), "
               f"local attention {e['attention']:.2f}")

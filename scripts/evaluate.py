@@ -5,9 +5,9 @@ Examples:
   python scripts/evaluate.py --model runs/base1/best --data held_out.json
   python scripts/evaluate.py --data held_out.json --predictions runs/base1/predictions.json [--metric cmrc]
 Predictions: {question_id: answer_text} or {question_id: {"answer": ..., "support": ...}}.
-Prints answer EM/F1 and support EM/F1, overall and per question type and context type. One metric scores the
-whole dataset: CMRC 2018 (official script's logic) for a Chinese dataset, SQuAD for an English one (--metric
-overrides).
+Prints answer EM/F1 and support EM/F1, overall and per question type and context type, and with --categories
+the answer-category accuracy, micro/macro F1 and per-category figures. One metric scores the whole dataset:
+CMRC 2018 (official script's logic) for a Chinese dataset, SQuAD for an English one (--metric overrides).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import logging
 import sys
 from pathlib import Path
 
-from kgutil.cli import ConfigError, add_common_args, build_config, setup_logging
+from kgutil.cli import FLAG_PREFIX, ConfigError, add_common_args, add_field_args, build_config, setup_logging
 from kgutil.io import atomic_write_text
 from kgutil.html import write_page
+from mrc.categories import CategoryLabels, attach_labels
 from mrc.data import DataError, read_dataset, read_predictions
 from mrc.inference import InferenceConfig
 from mrc.metrics import evaluate_predictions
@@ -41,22 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="dataset file (SQuAD / CMedMRC layout)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", type=Path, help="kgmrc model directory")
+    src.add_argument("--model", dest=FLAG_PREFIX + "model", type=Path, help="kgmrc model directory")
     src.add_argument("--predictions", type=Path, help="predictions JSON file")
-    p.add_argument("--metric", choices=["auto", "cmrc", "squad"],
-                   help="auto (default): CMRC 2018 for a Chinese dataset, SQuAD for an English one")
     p.add_argument("--out", type=Path, help="also write the metrics (and predictions) here")
     p.add_argument("--html", type=Path, help="write an HTML report (scores by type, every question) here")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--index", type=Path, help="CMedBERT: the entity index, when it moved since training "
-                                               "(an index of another KG snapshot is refused)")
-    p.add_argument("--device")
+    add_field_args(p, InferenceConfig, ["metric", "categories", "batch_size", "index", "device"])
     add_common_args(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
     try:
-        cfg = build_config(InferenceConfig, args, {"model": args.model, "metric": args.metric, "index": args.index,
-                                                   "batch_size": args.batch_size, "device": args.device})
+        cfg = build_config(InferenceConfig, args)
     except ConfigError as err:
         log.error("%s", err)
         return 2
@@ -64,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         examples = read_dataset(args.data)
         if not examples:
             raise DataError(f"{args.data}: the dataset holds no questions")
+        if cfg.categories is not None:
+            found = attach_labels(examples, CategoryLabels.read(cfg.categories))
+            log.info("answer-category labels for %d of %d questions", found, len(examples))
         if args.predictions:
             predictions = read_predictions(args.predictions)
             metrics = evaluate_predictions(examples, predictions, cfg.metric, per_question=True)
@@ -84,12 +82,12 @@ def main(argv: list[str] | None = None) -> int:
 
         located = {ex.id: locate(ex.context, predictions.get(ex.id, {})) for ex in examples}
         write_page(args.html, render_report(examples, located, {**metrics, "questions": scores},
-                                            title=str(args.model or args.predictions)))
+                                            title=str(cfg.model or args.predictions)))
         log.info("wrote %s", args.html)
     print(json.dumps(metrics, ensure_ascii=False, indent=2))
     if args.out:
         atomic_write_text(args.out / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2))
-        if args.model:
+        if cfg.model:
             atomic_write_text(args.out / "predictions.json", json.dumps(predictions, ensure_ascii=False, indent=1))
     return 0
 

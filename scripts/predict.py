@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from kgutil.cli import ConfigError, add_common_args, build_config, setup_logging
+from kgutil.cli import ConfigError, add_common_args, add_field_args, build_config, setup_logging
 from kgutil.device import resolve_device
 from kgutil.html import write_page
 from mrc.inference import InferenceConfig
@@ -27,24 +27,18 @@ log = logging.getLogger("predict")
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, help="kgmrc model directory (or model: in --config)")
     p.add_argument("--question", required=True)
     p.add_argument("--passage", help="passage text (or --passage-file)")
     p.add_argument("--passage-file", type=Path)
     p.add_argument("--plot", type=Path, help="write the start/end probability plot here (PNG)")
     p.add_argument("--html", type=Path, help="write a self-contained HTML view of the prediction here")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--max-passage-chars", type=int,
-                   help="warn above this passage length (default 20000; 0: never); long passages take many windows")
-    p.add_argument("--index", type=Path, help="CMedBERT: the entity index, when it moved since training "
-                                               "(an index of another KG snapshot is refused)")
-    p.add_argument("--device")
+    add_field_args(p, InferenceConfig, ["model", "max_passage_chars", "index", "device"])
     add_common_args(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
     try:
-        cfg = build_config(InferenceConfig, args, {"model": args.model, "index": args.index, "device": args.device,
-                                                   "max_passage_chars": args.max_passage_chars})
+        cfg = build_config(InferenceConfig, args)
     except ConfigError as err:
         log.error("%s", err)
         return 2
@@ -76,11 +70,15 @@ def main(argv: list[str] | None = None) -> int:
 
         write_page(args.html, render_prediction(args.question, passage, result))
     if args.json:
-        keys = ("answer", "score", "start", "end", "support", "support_sentences", "nbest", "entities", "windows")
+        keys = ("answer", "score", "start", "end", "support", "support_sentences", "categories", "nbest", "entities",
+                "windows")
         print(json.dumps({k: result[k] for k in keys}, ensure_ascii=False, indent=2))
         return 0
     print(f"answer:  {result['answer']}  (score {result['score']:.3f})")
     print(f"support: {result['support']}")
+    if result["categories"]:
+        ranked = sorted(result["categories"].items(), key=lambda kv: -kv[1])
+        print("categories: " + ", ".join(f"{c} {p:.2f}" for c, p in ranked))
     print(f"windows: {result['windows']}")
     for e in result["entities"]:
         print(f"entity:  {e['span']} → {e['entity']} ({e.get('type') or '-'}, {e['rule']}) "

@@ -19,11 +19,12 @@ from mrc.model import ModelConfig
 SAMPLE_QA = ROOT / "examples" / "sample_mrc.json"
 
 
-def tiny_model(num_entities: int = 20, d_e: int = 8, **fusion: object) -> CMedBERT:
+def tiny_model(num_entities: int = 20, d_e: int = 8, settings: dict | None = None, **fusion: object) -> CMedBERT:
+    """A small random CMedBERT; ``settings`` are further ModelConfig fields."""
     torch.manual_seed(0)
     encoder = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                    intermediate_size=32, max_position_embeddings=64))
-    config = ModelConfig(model_type="cmedbert", fusion={"loops": 2, **fusion})
+    config = ModelConfig(model_type="cmedbert", fusion={"loops": 2, **fusion}, **(settings or {}))
     names = torch.randint(1, 50, (num_entities + 1, 4))
     names[::2, 2:] = -1  # shorter names are padded
     return CMedBERT(encoder, config, tables={"kg": torch.randn(num_entities, d_e), "name_ids": names,

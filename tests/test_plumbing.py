@@ -1,4 +1,5 @@
-"""Config precedence (file ← flags ← --set), post-processing and the support threshold, tested directly."""
+"""Config precedence (file ← flags ← --set), flags generated from the config fields, post-processing and the
+support threshold, tested directly."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kgutil.cli import ConfigError, add_common_args, build_config
+from kgutil.cli import ConfigError, add_common_args, add_field_args, build_config
 from mrc.data import Example, sentence_spans
 from mrc.features import Feature
 from mrc.inference import InferenceConfig
-from mrc.postprocess import postprocess, tune_support_threshold
+from mrc.postprocess import WindowOutputs, postprocess, tune_support_threshold
 from mrc.train import TrainConfig
 
 
@@ -37,6 +38,29 @@ def test_config_file_then_flags_then_set(tmp_path: Path) -> None:
         {"index": "idx"}
 
 
+def test_flags_are_generated_from_the_config_fields(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    p = argparse.ArgumentParser()
+    add_field_args(p, TrainConfig, {"fold": "split.fold", "train": "train", "precision": "precision",
+                                    "resume": "resume", "category_oversample": "category_oversample",
+                                    "answer_weight": "model.answer_weight"})
+    add_common_args(p)
+    path = tmp_path / "c.yaml"
+    path.write_text("split: {fold: 1}\nprecision: bf16\n", encoding="utf-8")
+    args = p.parse_args(["--config", str(path), "--fold", "3", "--train", "a.json", "b.json", "--no-resume",
+                         "--category-oversample", "--answer-weight", "0", "--set", "precision=fp32"])
+    config = build_config(TrainConfig, args)
+    assert config.split.fold == 3 and config.train == [Path("a.json"), Path("b.json")]  # flag over file
+    assert (config.resume, config.category_oversample, config.model.answer_weight) == (False, True, 0.0)
+    assert config.precision == "fp32"  # --set over the file
+    untouched = build_config(TrainConfig, p.parse_args(["--config", str(path)]))
+    assert (untouched.split.fold, untouched.resume, untouched.precision) == (1, True, "bf16")  # unset flags: no say
+    with pytest.raises(SystemExit):
+        p.parse_args(["--precision", "fp8"])  # choices from the Literal
+    assert "invalid choice: 'fp8'" in capsys.readouterr().err
+    help_text = p.format_help()
+    assert "--no-resume" in help_text and "{fp32,bf16,fp16}" in help_text and "(default 0.1)" not in help_text
+
+
 def _feature(context: str, example_index: int = 0) -> Feature:
     """One window over ``context``: [CLS], one token per character, [SEP]."""
     offsets = [None, *((i, i + 1) for i in range(len(context))), None]
@@ -59,15 +83,21 @@ def test_postprocess_best_span_support_and_threshold() -> None:
     spans = sentence_spans(context)
     for s, (a, b) in enumerate(spans):
         support[1 + a:1 + b] = (0.9, 0.6, 0.2)[s]
-    preds = postprocess([example], [feature], [start], [end], [support], n_best=5, max_answer_length=10,
-                        support_threshold=0.95)
+    other = _feature("糖尿病会多")  # a second window, no good span: categories come from the answer window
+    other.example_index = 0
+    m = len(other.offsets)
+    outputs = WindowOutputs([start, np.full(m, -9.0)], [end, np.full(m, -9.0)], [support, np.full(m, 0.9)],
+                            categories=[np.array([0.8, 0.1]), np.array([0.1, 0.9])])
+    preds = postprocess([example], [feature, other], outputs, category_names=["Symptom", "Other"], n_best=5,
+                        max_answer_length=10, support_threshold=0.95)
     pred = preds["q"]
     assert (pred.answer, pred.start, pred.end) == ("多尿", 9, 11)
+    assert pred.categories == pytest.approx({"Symptom": 0.8, "Other": 0.1})
     assert pred.nbest[1]["text"] in ("多饮", "多饮。常见多尿")
     assert pred.sentence_probs == pytest.approx([0.9, 0.6, 0.2])
     assert pred.support_sentences == [1]  # τ = 0.95: only the sentence holding the answer
     # τ is tuned on support F1: 0.9 ≥ τ keeps sentence 0 too, which costs precision; the best τ drops it
     tau = tune_support_threshold([example], preds, "cmrc")
     assert tau > 0.9 and preds["q"].support_sentences == [1] and preds["q"].support == context[spans[1][0]:spans[1][1]]
-    max_len = postprocess([example], [feature], [start], [end], [support], max_answer_length=1)["q"]
+    max_len = postprocess([example], [feature], WindowOutputs([start], [end], [support]), max_answer_length=1)["q"]
     assert len(max_len.answer) <= 1
