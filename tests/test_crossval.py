@@ -42,6 +42,24 @@ def test_summary_pairs_on_shared_questions_and_seeds() -> None:
     assert summary["best_variant"] == "kg" and "kg: EM +50.00" in verdicts(summary)[0]
 
 
+def test_category_macro_f1_per_variant_and_paired() -> None:
+    def run(pairs: dict[str, tuple[list[str], list[str]]]) -> dict:
+        return {"questions": {q: {"em": 1.0, "category_acc": float(g == p),
+                                  "categories": {"gold": g, "predicted": p}} for q, (g, p) in pairs.items()}}
+
+    gold = {"a": ["A"], "b": ["B"], "c": ["A"], "d": ["B"]}
+    joint = {"0/1": run({q: (g, g) for q, g in gold.items()})}          # all right: macro F1 100
+    only = {"0/1": run({q: (g, ["A"]) for q, g in gold.items()})}       # always A: F1(A) 2/3, F1(B) 0
+    summary = summarize({"baseline": only, "joint": joint}, CVConfig(folds=2, seeds=[1], bootstrap=200))
+    assert summary["variants"]["joint"]["category_macro_f1"] == 100.0
+    assert summary["variants"]["baseline"]["category_macro_f1"] == pytest.approx(100 / 3, abs=0.01)
+    assert summary["variants"]["baseline"]["category_acc"] == 50.0
+    paired = summary["paired"]["joint"]
+    assert paired["category_macro_f1_diff"] == pytest.approx(200 / 3, abs=0.01)
+    low, high = paired["category_macro_f1_ci95"]
+    assert low <= paired["category_macro_f1_diff"] <= high
+
+
 def test_tiny_cross_validation_tests_every_question_once_and_resumes(tiny_encoder: Path, tmp_path: Path) -> None:
     config = CVConfig(
         base={"encoder": str(tiny_encoder), "train": [str(SAMPLE)], "epochs": 1, "progress": False,
@@ -67,6 +85,10 @@ def test_tiny_cross_validation_tests_every_question_once_and_resumes(tiny_encode
     other = config.model_copy(update={"variants": {"baseline": {}}, "run_folds": [0]})
     copied = run_cv(other, tmp_path / "other.runs.json", train=must_not_train)
     assert copied["baseline"]["0/1"] == records["baseline"]["0/1"]
+    # a recorded run whose config has changed since is trained again, never reused
+    changed = config.model_copy(update={"variants": {"baseline": {"lr": 5e-4}}, "run_folds": [0]})
+    with pytest.raises(AssertionError, match="retrained"):
+        run_cv(changed, records_path, train=must_not_train)
     summary = summarize(records, config)
     assert summary["variants"]["baseline"]["questions"] == len(ids)
     assert set(summary["paired"]) == {"high_lr"}
