@@ -5,8 +5,9 @@ per seed, the same folds and seeds for every variant, paired differences with 95
   python bench/mrc_cv.py --config configs/cv/mrc_baseline.yaml               # the recipe of record
   python bench/mrc_cv.py --config configs/cv/fusion_cv.yaml                  # knowledge fusion vs baseline
   python bench/mrc_cv.py --config configs/cv/fusion_cv.yaml --run-folds 0 --seeds 1    # one-fold screening
-Writes bench/results/NAME.json (NAME = the config's file name; the reference variant's figures also as "test")
-and NAME.runs.json (every run's per-question scores); a second invocation resumes from the latter.
+Writes bench/results/NAME.json (NAME = the config's file name; the reference variant's figures also as "test",
+every variant's also at the top level under its name) and NAME.runs.json (every run's per-question scores); a
+second invocation resumes from the latter.
 """
 
 from __future__ import annotations
@@ -54,9 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         records = run_cv(config, records_path)
     summary = summarize(records, config)
     summary["test"] = summary["variants"].get(config.reference, {})
+    summary.update({k: v for k, v in summary["variants"].items() if k not in summary})
     summary["settings"] = config.model_dump(mode="json")
     write_result(name, summary)
-    for line in verdicts(summary, config.reference):
+    for line in verdicts(summary):
         print(line)
     return 0
 

@@ -51,7 +51,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """``data[a][b] = value`` for ``key`` "a.b", creating the parents."""
     *parents, leaf = key.split(".")
     for part in parents:
         data = data.setdefault(part, {})
@@ -87,7 +88,7 @@ def add_field_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, mo
         info = _field(model, path)
         flag, dest = "--" + name.replace("_", "-"), FLAG_PREFIX + prefix + path
         kind = _plain(info.annotation)
-        default = info.get_default(call_default_factory=True)
+        default = None if info.is_required() else info.get_default(call_default_factory=True)
         help_text = info.description or ""
         if kind is bool:
             if default:
@@ -121,12 +122,12 @@ def build_config(model: type[M], args: argparse.Namespace, flags: dict[str, Any]
     data: dict[str, Any] = read_config_file(args.config) if getattr(args, "config", None) else {}
     for key, value in {**field_flags(args), **(flags or {})}.items():
         if value is not None:
-            _set_dotted(data, key, value)
+            set_dotted(data, key, value)
     for item in getattr(args, "set", []) or []:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
         key, raw = item.split("=", 1)
-        _set_dotted(data, key.strip(), yaml.safe_load(raw))
+        set_dotted(data, key.strip(), yaml.safe_load(raw))
     try:
         return model.model_validate(data)
     except ValidationError as err:

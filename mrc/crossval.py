@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from kgutil.cli import set_dotted
 from kgutil.io import atomic_write_text
 from mrc.categories import set_metrics
 from mrc.train import TrainConfig, fingerprint, train_mrc
@@ -38,6 +39,8 @@ class CVConfig(BaseModel):
     variants: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"baseline": {}},
                                                 description="name → dotted overrides of the base config")
     reference: str = Field("baseline", description="the variant every other one is paired with")
+    pairs: list[tuple[str, str]] = Field(default_factory=list, description="further comparisons (variant, against), "
+                                                                          "reported as 'variant-vs-against'")
     folds: int = Field(5, ge=2)
     run_folds: list[int] | None = Field(None, description="only these folds (screening: [0]); None: all")
     seeds: list[int] = Field(default_factory=lambda: [1, 2, 3])
@@ -45,20 +48,13 @@ class CVConfig(BaseModel):
     bootstrap: int = Field(10_000, ge=100)
 
 
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    *parents, leaf = key.split(".")
-    for part in parents:
-        data = data.setdefault(part, {})
-    data[leaf] = value
-
-
 def run_config(config: CVConfig, variant: str, fold: int, seed: int) -> TrainConfig:
     """The validated training config of one run."""
     data = json.loads(json.dumps(config.base, default=str))
     for key, value in config.variants[variant].items():
-        _set_dotted(data, key, value)
-    _set_dotted(data, "split.folds", config.folds)
-    _set_dotted(data, "split.fold", fold)
+        set_dotted(data, key, value)
+    set_dotted(data, "split.folds", config.folds)
+    set_dotted(data, "split.fold", fold)
     data.update(seed=seed, out=str(config.out / variant / f"fold{fold}_seed{seed}"))
     return TrainConfig.model_validate(data)
 
@@ -206,41 +202,52 @@ def summarize(records: dict[str, Any], config: CVConfig) -> dict[str, Any]:
             value, ci = macro_f1_ci(sets)
             figures["category_macro_f1"], figures["category_macro_f1_ci95"] = round(value, 2), [round(x, 2) for x in ci]
         variants[name] = figures
+    comparisons = [(name, config.reference, name) for name in records if name != config.reference]
+    comparisons += [(a, b, f"{a}-vs-{b}") for a, b in config.pairs if a in records and b in records]
     paired: dict[str, Any] = {}
-    reference = records.get(config.reference, {})
-    for name, runs in records.items():
-        if name == config.reference:
-            continue
-        common = set(runs) & set(reference)
-        mine, theirs = _per_question(runs, common), _per_question(reference, common)
-        ids = sorted(set(mine) & set(theirs))
-        if not ids:
-            continue
-        entry: dict[str, Any] = {"questions": len(ids), "runs": len(common)}
-        for score in SCORES:
-            diffs = np.array([mine[q][score] - theirs[q][score] for q in ids
-                              if score in mine[q] and score in theirs[q]]) * 100
-            if len(diffs):
-                low, high = bootstrap_ci(diffs, config.bootstrap)
-                entry[f"{score}_diff"] = round(float(diffs.mean()), 2)
-                entry[f"{score}_ci95"] = [round(low, 2), round(high, 2)]
-        if (sets := _category_sets(runs, common)) and (ref_sets := _category_sets(reference, common)):
-            value, ci = macro_f1_ci(sets, ref_sets)
-            entry["category_macro_f1_diff"] = round(value, 2)
-            entry["category_macro_f1_ci95"] = [round(x, 2) for x in ci]
-        entry["em_ci_excludes_zero"] = entry["em_ci95"][0] > 0 or entry["em_ci95"][1] < 0
-        paired[name] = entry
+    for name, against, key in comparisons:
+        if entry := _paired(records[name], records.get(against, {}), config.bootstrap):
+            paired[key] = {**entry, "against": against}
     best = max(variants, key=lambda v: (variants[v].get("em", 0), variants[v].get("f1", 0))) if variants else None
     return {"folds": config.folds, "seeds": config.seeds, "variants": variants, "paired": paired,
             "best_variant": best}
 
 
-def verdicts(summary: dict[str, Any], reference: str = "baseline") -> list[str]:
-    """One line per paired comparison."""
+def _paired(runs: dict[str, Any], reference: dict[str, Any], rounds: int) -> dict[str, Any] | None:
+    """Mean paired differences (×100) of ``runs`` to ``reference`` over the questions and runs both have, with
+    95% bootstrap CIs (None when they share no question)."""
+    common = set(runs) & set(reference)
+    mine, theirs = _per_question(runs, common), _per_question(reference, common)
+    ids = sorted(set(mine) & set(theirs))
+    if not ids:
+        return None
+    entry: dict[str, Any] = {"questions": len(ids), "runs": len(common)}
+    for score in SCORES:
+        diffs = np.array([mine[q][score] - theirs[q][score] for q in ids
+                          if score in mine[q] and score in theirs[q]]) * 100
+        if len(diffs):
+            low, high = bootstrap_ci(diffs, rounds)
+            entry[f"{score}_diff"] = round(float(diffs.mean()), 2)
+            entry[f"{score}_ci95"] = [round(low, 2), round(high, 2)]
+    if (sets := _category_sets(runs, common)) and (ref_sets := _category_sets(reference, common)):
+        value, ci = macro_f1_ci(sets, ref_sets)
+        entry["category_macro_f1_diff"] = round(value, 2)
+        entry["category_macro_f1_ci95"] = [round(x, 2) for x in ci]
+    if "em_ci95" in entry:
+        entry["em_ci_excludes_zero"] = entry["em_ci95"][0] > 0 or entry["em_ci95"][1] < 0
+    return entry
+
+
+def verdicts(summary: dict[str, Any]) -> list[str]:
+    """One line per paired comparison: answer EM, or category macro F1 where there is no answer EM."""
     lines = []
     for name, p in summary["paired"].items():
-        low, high = p["em_ci95"]
+        score = "em" if "em_ci95" in p else "category_macro_f1"
+        if f"{score}_ci95" not in p:
+            continue
+        low, high = p[f"{score}_ci95"]
         side = "above" if low > 0 else "below" if high < 0 else "not distinguishable from"
-        lines.append(f"{name}: EM {p['em_diff']:+.2f} [{low:+.2f}, {high:+.2f}] vs {reference} on {p['questions']} "
-                     f"questions × {p['runs']} runs — {side} {reference}")
+        label = {"em": "EM", "category_macro_f1": "category macro F1"}[score]
+        lines.append(f"{name.split('-vs-')[0]}: {label} {p[f'{score}_diff']:+.2f} [{low:+.2f}, {high:+.2f}] vs "
+                     f"{p['against']} on {p['questions']} questions × {p['runs']} runs — {side} {p['against']}")
     return lines

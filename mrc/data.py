@@ -281,3 +281,22 @@ def read_predictions(path: Path) -> dict[str, dict[str, str]]:
             pred[key] = text or ""
         out[qid] = pred
     return out
+
+
+def read_pvi(path: Path) -> dict[str, float]:
+    """question id → PVI from a ``pvi.jsonl`` written by ``scripts/pvi.py`` (or the directory holding one)."""
+    path = Path(path)
+    file = path / "pvi.jsonl" if path.is_dir() else path
+    values = {}
+    try:
+        with open(file, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        row = json.loads(line)
+                        values[str(row["id"])] = float(row["pvi"])
+                    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+                        raise DataError(f"{file}:{n}: not a PVI row ({err})") from None
+    except FileNotFoundError:
+        raise DataError(f"{file}: no such file") from None
+    return values

@@ -63,7 +63,7 @@ def prepare_features(examples: list[Example], tokenizer: Any, config: FeatureCon
         feat = Feature(example_index, enc["input_ids"][i], enc["token_type_ids"][i], offsets, seq_ids,
                        [tuple(o) for o in enc["offset_mapping"][i]])
         if ex.answers:
-            feat.start, feat.end = _answer_tokens(offsets, ex.answers[0].start, ex.answers[0].end)
+            feat.start, feat.end = answer_tokens(offsets, ex.answers[0].start, ex.answers[0].end)
         feat.support = _support_labels(offsets, ex)
         features.append(feat)
     return features
@@ -76,7 +76,7 @@ def _clip_question(question: str, tokenizer: Any, max_tokens: int) -> str:
     return question[: enc["offset_mapping"][max_tokens - 1][1]]
 
 
-def _answer_tokens(offsets: list[tuple[int, int] | None], start_char: int, end_char: int) -> tuple[int, int]:
+def answer_tokens(offsets: list[tuple[int, int] | None], start_char: int, end_char: int) -> tuple[int, int]:
     """First/last token of the answer if the window holds all of it, else (0, 0)."""
     context = [j for j, o in enumerate(offsets) if o is not None]
     if not context or offsets[context[0]][0] > start_char or offsets[context[-1]][1] < end_char:

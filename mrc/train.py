@@ -33,7 +33,7 @@ from kgutil.distributed import Dist, setup
 from kgutil.checkpoint import load_checkpoint, save_checkpoint
 from kgutil.io import atomic_write_text
 from mrc.categories import CategoryLabels, attach_labels, class_weights, gold_set
-from mrc.data import Example, read_dataset
+from mrc.data import Example, read_dataset, read_pvi
 from mrc.features import FeatureConfig, prepare_features
 from mrc.inference import autocast, collate, evaluate_model, evaluate_saved_model
 from mrc.metrics import MetricChoice
@@ -120,6 +120,9 @@ class TrainConfig(BaseModel):
                                                       "adds the category head and scores categories")
     category_oversample: bool = Field(False, description="repeat the windows of questions in rare categories "
                                                          "round(max w_c) times (at most 4)")
+    pvi: Path | None = Field(None, description="per-example PVI (scripts/pvi.py, pvi.jsonl): training questions "
+                                               "below pvi_threshold are left out (likely label errors)")
+    pvi_threshold: float = Field(0.0, description="bits")
     selection: Literal["f1", "support_f1", "category_macro_f1"] = Field(
         "f1", description="validation figure that chooses the epoch (answer F1; support F1 or category macro F1 "
                           "for models trained without the span loss)")
@@ -171,6 +174,8 @@ def write_squad(examples: Sequence[Example], path: Path) -> None:
                               "answers": [{"text": a.text, "answer_start": a.start} for a in e.answers]}
         if e.support is not None:
             qa["support sentence"] = ",".join(str(s + 1) for s in e.support)
+        if e.is_impossible:
+            qa["is_impossible"] = True
         for key, value in (("question type", e.question_type), ("context type", e.context_type)):
             if value:
                 qa[key] = value
@@ -192,6 +197,12 @@ def load_examples(config: TrainConfig) -> Split:
         log.warning("%d training questions have no answer inside their passage; left out of training",
                     len(unusable))
         split.train = [e for e in split.train if e.answers or e.is_impossible]
+    if config.pvi is not None:
+        values = read_pvi(config.pvi)
+        kept = [e for e in split.train if values.get(e.id, math.inf) >= config.pvi_threshold]
+        log.info("PVI filter: %d of %d training questions below %.2f bits left out", len(split.train) - len(kept),
+                 len(split.train), config.pvi_threshold)
+        split.train = kept
     if config.max_train_examples is not None:
         split.train = split.train[: config.max_train_examples]
     if config.max_eval_examples is not None:
@@ -304,6 +315,9 @@ def train_mrc(config: TrainConfig) -> TrainResult:
     if config.precision == "fp16" and device.type != "cuda":
         raise ValueError("fp16 needs a CUDA device; use --precision bf16 on a CPU")
     train_examples, held_out = split.train, split.validation
+    if not train_examples and config.epochs:
+        raise ValueError(f"no training questions left in {', '.join(map(str, config.train))} after the split and "
+                         "filters")
     if ctx.main:
         for name, part in (("train", split.train), ("validation", split.validation), ("test", split.test)):
             if part:

@@ -50,7 +50,8 @@ def test_category_macro_f1_per_variant_and_paired() -> None:
     gold = {"a": ["A"], "b": ["B"], "c": ["A"], "d": ["B"]}
     joint = {"0/1": run({q: (g, g) for q, g in gold.items()})}          # all right: macro F1 100
     only = {"0/1": run({q: (g, ["A"]) for q, g in gold.items()})}       # always A: F1(A) 2/3, F1(B) 0
-    summary = summarize({"baseline": only, "joint": joint}, CVConfig(folds=2, seeds=[1], bootstrap=200))
+    summary = summarize({"baseline": only, "joint": joint, "twin": joint},
+                        CVConfig(folds=2, seeds=[1], bootstrap=200, pairs=[("joint", "twin")]))
     assert summary["variants"]["joint"]["category_macro_f1"] == 100.0
     assert summary["variants"]["baseline"]["category_macro_f1"] == pytest.approx(100 / 3, abs=0.01)
     assert summary["variants"]["baseline"]["category_acc"] == 50.0
@@ -58,6 +59,8 @@ def test_category_macro_f1_per_variant_and_paired() -> None:
     assert paired["category_macro_f1_diff"] == pytest.approx(200 / 3, abs=0.01)
     low, high = paired["category_macro_f1_ci95"]
     assert low <= paired["category_macro_f1_diff"] <= high
+    assert summary["paired"]["joint-vs-twin"]["category_macro_f1_diff"] == 0.0
+    assert summary["paired"]["joint-vs-twin"]["against"] == "twin"
 
 
 def test_tiny_cross_validation_tests_every_question_once_and_resumes(tiny_encoder: Path, tmp_path: Path) -> None:
