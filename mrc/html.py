@@ -39,7 +39,8 @@ def render_prediction(question: str, passage: str, result: dict[str, Any], gold:
                   entities=sorted(entities, key=lambda e: -(e.get("attention") or 0)),
                   global_entities=sorted([e for e in entities if e.get("global_attention") is not None],
                                          key=lambda e: -e["global_attention"])[:10],
-                  categories=result.get("categories"))
+                  categories=[{"name": c, "probability": p} for c, p in
+                              sorted((result.get("categories") or {}).items(), key=lambda kv: -kv[1])])
 
 
 def render_report(examples: list[Example], predictions: dict[str, dict[str, Any]], metrics: dict[str, Any],

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kgutil.cli import ConfigError, add_common_args, build_config, setup_logging
+from kgutil.cli import ConfigError, add_common_args, add_field_args, build_config, setup_logging
 from kg.snapshot import Snapshot, SnapshotError
 from retrieval.index import IndexConfig, build_index
 
@@ -41,20 +41,15 @@ def expand_dicts(paths: list[Path]) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--kg", type=Path, help="snapshot directory")
-    p.add_argument("--out", type=Path, help="index directory")
+    add_field_args(p, BuildIndexConfig, ["kg", "out"])
     p.add_argument("--dicts", nargs="+", type=Path, help="term-list files or directories")
-    p.add_argument("--dense-encoder", help="Hugging Face encoder (name or path) for the dense name index")
-    p.add_argument("--language", choices=["auto", "zh", "en"])
-    p.add_argument("--no-progress", action="store_true")
+    add_field_args(p, BuildIndexConfig, ["index.dense_encoder", "index.language", "index.progress"])
     add_common_args(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
     try:
-        config = build_config(BuildIndexConfig, args, {
-            "kg": args.kg, "out": args.out, "index.dicts": expand_dicts(args.dicts) if args.dicts else None,
-            "index.dense_encoder": args.dense_encoder, "index.language": args.language,
-            "index.progress": False if args.no_progress else None})
+        config = build_config(BuildIndexConfig, args,
+                              {"index.dicts": expand_dicts(args.dicts) if args.dicts else None})
         index = build_index(Snapshot.load(config.kg), config.index, config.out)
     except (ConfigError, SnapshotError, OSError) as err:
         log.error("%s", err)

@@ -20,7 +20,7 @@ from neo4j.exceptions import DriverError, Neo4jError
 
 from kg import arcadedb
 from kg.build import BuildConfig, build_kg, open_store
-from kgutil.cli import ConfigError, add_common_args, build_config, setup_logging
+from kgutil.cli import ConfigError, add_common_args, add_field_args, build_config, setup_logging
 from kg.reader import KGInputError, check_inputs
 from kg.store import StoreUnavailable
 
@@ -29,23 +29,15 @@ log = logging.getLogger("build_kg")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--triples", nargs="+", type=Path, help="TSV/CSV/JSONL files, .gz allowed")
-    p.add_argument("--store", type=Path, help="local store directory (default kg_store)")
-    p.add_argument("--uri", help="bolt://host:7687 or neo4j://cluster (default: the local ArcadeDB store)")
-    p.add_argument("--user", help="database user (default neo4j)")
-    p.add_argument("--password-env", help="environment variable with the password (default NEO4J_PASSWORD)")
-    p.add_argument("--database", help="database name (default: server default)")
-    p.add_argument("--batch-size", type=int, help="rows per transaction (default 2000)")
-    p.add_argument("--rejects", type=Path, help="rejects file (default STORE/rejects.tsv)")
-    p.add_argument("--snapshot", type=Path, help="snapshot directory (default STORE/snapshot)")
-    p.add_argument("--no-export", action="store_true", help="do not export the snapshot after loading")
-    p.add_argument("--reset", action="store_true", help="delete the graph before loading")
-    p.add_argument("--keep-server", action="store_true", help="leave the local server running")
+    add_field_args(p, BuildConfig, {
+        "triples": "triples", "store": "store", "uri": "connection.uri", "user": "connection.user",
+        "password_env": "connection.password_env", "database": "connection.database",
+        "batch_size": "connection.batch_size", "rejects": "rejects", "snapshot": "snapshot", "export": "export",
+        "reset": "reset", "keep_server": "keep_server", "progress": "progress"})
     p.add_argument("--stop", action="store_true", help="stop the local server of --store and exit")
     p.add_argument("--stats", action="store_true", help="print counts per entity type and relation")
     p.add_argument("--neighbours", metavar="ENTITY", help="print the neighbourhood of ENTITY")
     p.add_argument("--hops", type=int, default=1, help="hops for --neighbours (1-3)")
-    p.add_argument("--no-progress", action="store_true")
     add_common_args(p)
     return p.parse_args(argv)
 
@@ -54,13 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
     try:
-        config = build_config(BuildConfig, args, {
-            "triples": args.triples, "store": args.store, "connection.uri": args.uri, "connection.user": args.user,
-            "connection.password_env": args.password_env, "connection.database": args.database,
-            "connection.batch_size": args.batch_size, "rejects": args.rejects, "snapshot": args.snapshot,
-            "export": False if args.no_export else None, "reset": args.reset or None,
-            "keep_server": args.keep_server or None, "progress": False if args.no_progress else None,
-        })
+        config = build_config(BuildConfig, args)
     except ConfigError as err:
         log.error("%s", err)
         return 2

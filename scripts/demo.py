@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from kg.build import BuildConfig, build_kg, open_store
-from kgutil.cli import ConfigError, add_common_args, build_config, read_config_file, setup_logging
+from kgutil.cli import ConfigError, add_common_args, add_field_args, build_config, read_config_file, setup_logging
 from kg.embeddings import EmbeddingConfig, train_embeddings
 from kg.snapshot import Snapshot
 from mrc.category_labels import LabelConfig, label_examples
@@ -41,8 +41,8 @@ log = logging.getLogger("demo")
 class DemoConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    shared: Path = ROOT.parent / "shared"
-    out: Path = Path("demo_run")
+    shared: Path = Field(ROOT.parent / "shared", description="the shared data folder")
+    out: Path = Field(Path("demo_run"), description="demo output directory")
     embedding_epochs: int = 3
     mrc_epochs: int = 2
     mrc_train_questions: int = Field(320, description="training questions taken from the split")
@@ -68,13 +68,12 @@ def tiny_encoder(texts: list[str], out: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shared", type=Path, help="the shared data folder (default ../shared)")
-    p.add_argument("--out", type=Path, help="demo output directory (default demo_run)")
+    add_field_args(p, DemoConfig, ["shared", "out", "embedding_epochs", "mrc_epochs", "mrc_train_questions"])
     add_common_args(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
     try:
-        cfg = build_config(DemoConfig, args, {"shared": args.shared, "out": args.out})
+        cfg = build_config(DemoConfig, args)
     except ConfigError as err:
         log.error("%s", err)
         return 2

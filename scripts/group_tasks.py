@@ -15,7 +15,9 @@ import logging
 import sys
 from pathlib import Path
 
-from kgutil.cli import setup_logging
+from pydantic import BaseModel, ConfigDict, Field
+
+from kgutil.cli import ConfigError, add_common_args, add_field_args, build_config, setup_logging
 from kgutil.io import atomic_write_text
 from mrc.data import DataError, read_pvi
 from mrc.task_groups import group_tasks
@@ -23,25 +25,31 @@ from mrc.task_groups import group_tasks
 log = logging.getLogger("group_tasks")
 
 
+class GroupConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[str] = Field(min_length=2, description="PVI directories (or NAME=DIRECTORY)")
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level (the paper's)")
+    out: Path | None = Field(None, description="write the statistics and groups here (JSON)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("tasks", nargs="+", help="PVI directories (or NAME=DIRECTORY)")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level (the paper's 0.05)")
-    p.add_argument("--out", type=Path, help="write the statistics and groups here (JSON)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("tasks", nargs="*", help="PVI directories (or NAME=DIRECTORY)")
+    add_field_args(p, GroupConfig, ["alpha", "out"])
+    add_common_args(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
-    if len(args.tasks) < 2:
-        p.error("need at least two tasks")
     try:
+        config = build_config(GroupConfig, args, {"tasks": args.tasks or None})
         pvi = {}
-        for item in args.tasks:
+        for item in config.tasks:
             name, _, path = item.rpartition("=") if "=" in item else (Path(item).name, "", item)
             pvi[name] = list(read_pvi(Path(path)).values())
-    except DataError as err:
+    except (ConfigError, DataError) as err:
         log.error("%s", err)
         return 2
-    result = group_tasks(pvi, args.alpha)
+    result = group_tasks(pvi, config.alpha)
     for name, t in result["tasks"].items():
         print(f"{name:<16} mean PVI {t['mean_pvi']:+.4f}  (n = {t['examples']})")
     for pair, t in result["welch"].items():
@@ -49,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     if result["anova"]:
         print(f"ANOVA F {result['anova']['f']:.3f}, p {result['anova']['p']:.3g}")
     print("groups: " + "  ".join("{" + ", ".join(g) + "}" for g in result["groups"]))
-    if args.out:
-        atomic_write_text(args.out, json.dumps(result, ensure_ascii=False, indent=2))
+    if config.out:
+        atomic_write_text(config.out, json.dumps(result, ensure_ascii=False, indent=2))
     return 0
 
 

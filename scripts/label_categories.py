@@ -20,7 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from kg.snapshot import SnapshotError
-from kgutil.cli import ConfigError, add_common_args, build_config, setup_logging
+from kgutil.cli import ConfigError, add_common_args, add_field_args, build_config, setup_logging
 from mrc.categories import CategoryLabels
 from mrc.category_labels import LabelConfig, check_against, label_examples
 from mrc.data import DataError, read_dataset
@@ -33,28 +33,22 @@ log = logging.getLogger("label_categories")
 class LabelCLIConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    data: list[Path] = Field(min_length=1)
-    index: Path
-    out: Path
+    data: list[Path] = Field(min_length=1, description="SQuAD/CMedMRC-format dataset files")
+    index: Path = Field(description="entity index directory (types come from it)")
+    out: Path = Field(description="labels file to write (JSON)")
     check: Path | None = Field(None, description="hand labels to score the labels against")
     labels: LabelConfig = Field(default_factory=LabelConfig)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, nargs="+", help="SQuAD/CMedMRC-format dataset files")
-    p.add_argument("--index", type=Path, help="entity index directory (types come from it)")
-    p.add_argument("--out", type=Path, help="labels file to write (JSON)")
-    p.add_argument("--check", type=Path, help="hand-labelled file: report label precision/recall against it")
-    p.add_argument("--min-score", type=float, help="overlap links below this score do not vote")
-    p.add_argument("--sample", type=int, help="answers printed as a sample (default 50)")
+    add_field_args(p, LabelCLIConfig, ["data", "index", "out", "check", "labels.min_score", "labels.min_chars",
+                                       "labels.min_coverage", "labels.sample"])
     add_common_args(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
     try:
-        config = build_config(LabelCLIConfig, args, {
-            "data": [str(d) for d in args.data] if args.data else None, "index": args.index, "out": args.out,
-            "check": args.check, "labels.min_score": args.min_score, "labels.sample": args.sample})
+        config = build_config(LabelCLIConfig, args)
         examples = [e for path in config.data for e in read_dataset(path)]
         linker = EntityLinker(EntityIndex.load(config.index), config.labels.linker)
         labels, report = label_examples(examples, linker, config.labels)

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from kg import arcadedb
-from kgutil.cli import ConfigError, add_common_args, build_config, setup_logging
+from kgutil.cli import ConfigError, add_common_args, add_field_args, build_config, setup_logging
 from kg.snapshot import Snapshot, SnapshotError
 from kg.store import GraphStore, StoreConfig
 from kgutil.html import write_page
@@ -74,15 +74,11 @@ class Neighbourhood:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("text", nargs="?", help="free text to link")
-    p.add_argument("--index", type=Path, help="entity index directory")
+    add_field_args(p, LinkCLIConfig, ["index"])
     p.add_argument("--data", type=Path, help="SQuAD/CMedMRC-format dataset file")
     p.add_argument("--id", help="question id in --data: links the question and its passage")
-    p.add_argument("--store", type=Path, help="local store directory (neighbours from its running server)")
-    p.add_argument("--uri", help="bolt:// URI of a store for neighbours (password from $NEO4J_PASSWORD)")
-    p.add_argument("--segmenter", choices=["hybrid", "fast", "posseg"],
-                   help="hybrid (default): ≥99%% of posseg's links at ~2x its speed; fast: faster, ~97.6%%; "
-                        "posseg: jieba's POS-HMM throughout")
-    p.add_argument("--top-k", type=int)
+    add_field_args(p, LinkCLIConfig, {"store": "store", "uri": "connection.uri"})
+    add_field_args(p, LinkCLIConfig, ["linker.segmenter", "linker.top_k"])
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--html", type=Path, help="also write a self-contained HTML view of the links here")
     add_common_args(p)
@@ -91,9 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if (args.text is None) == (args.id is None):
         p.error("give either TEXT or --data FILE --id QUESTION_ID")
     try:
-        config = build_config(LinkCLIConfig, args, {
-            "index": args.index, "store": args.store, "connection.uri": args.uri,
-            "linker.segmenter": args.segmenter, "linker.top_k": args.top_k})
+        config = build_config(LinkCLIConfig, args)
         index = EntityIndex.load(config.index)
         if args.id:
             if args.data is None:

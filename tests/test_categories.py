@@ -208,9 +208,11 @@ def test_joint_training_predicts_and_scores_categories(tiny_encoder: Path, tmp_p
     assert json.loads(out.stdout)["categories"]["accuracy"] == metrics["categories"]["accuracy"]
     ex = examples[0]
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), "--model",
-                          str(tmp_path / "run" / "best"), "--question", ex.question, "--passage", ex.context],
-                         capture_output=True, text=True, check=True)
+                          str(tmp_path / "run" / "best"), "--question", ex.question, "--passage", ex.context,
+                          "--html", str(tmp_path / "p.html")], capture_output=True, text=True, check=True)
     assert "categories: " in out.stdout
+    top = out.stdout.split("categories: ")[1].split()[0]
+    assert f'<span class="tag">{top} ' in (tmp_path / "p.html").read_text(encoding="utf-8")
 
 
 def test_category_only_model_selects_by_category_f1(tiny_encoder: Path, tmp_path: Path) -> None:
