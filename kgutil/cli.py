@@ -116,6 +116,18 @@ def field_flags(args: argparse.Namespace) -> dict[str, Any]:
     return {k[len(FLAG_PREFIX):]: v for k, v in vars(args).items() if k.startswith(FLAG_PREFIX) and v is not None}
 
 
+def parse_config(parser: argparse.ArgumentParser, model: type[M], argv: list[str] | None = None
+                 ) -> tuple[argparse.Namespace, M]:
+    """Parse ``argv``, set up logging and build the config; an invalid config is logged and exits with status 2."""
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        return args, build_config(model, args)
+    except ConfigError as err:
+        logging.getLogger(parser.prog).error("%s", err)
+        raise SystemExit(2) from None
+
+
 def build_config(model: type[M], args: argparse.Namespace, flags: dict[str, Any] | None = None) -> M:
     """Config = file (``--config``) ← generated flags (``add_field_args``) and ``flags`` that were given (not None)
     ← ``--set KEY=VALUE`` pairs."""

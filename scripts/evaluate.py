@@ -18,7 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
-from kgutil.cli import FLAG_PREFIX, ConfigError, add_common_args, add_field_args, build_config, setup_logging
+from kgutil.cli import FLAG_PREFIX, add_common_args, add_field_args, parse_config
 from kgutil.io import atomic_write_text
 from kgutil.html import write_page
 from mrc.categories import CategoryLabels, attach_labels
@@ -48,13 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--html", type=Path, help="write an HTML report (scores by type, every question) here")
     add_field_args(p, InferenceConfig, ["metric", "categories", "batch_size", "index", "device"])
     add_common_args(p)
-    args = p.parse_args(argv)
-    setup_logging(args.log_level)
-    try:
-        cfg = build_config(InferenceConfig, args)
-    except ConfigError as err:
-        log.error("%s", err)
-        return 2
+    args, cfg = parse_config(p, InferenceConfig, argv)
     try:
         examples = read_dataset(args.data)
         if not examples:

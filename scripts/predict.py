@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from kgutil.cli import ConfigError, add_common_args, add_field_args, build_config, setup_logging
+from kgutil.cli import add_common_args, add_field_args, parse_config
 from kgutil.device import resolve_device
 from kgutil.html import write_page
 from mrc.inference import InferenceConfig
@@ -35,13 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     add_field_args(p, InferenceConfig, ["model", "max_passage_chars", "index", "device"])
     add_common_args(p)
-    args = p.parse_args(argv)
-    setup_logging(args.log_level)
-    try:
-        cfg = build_config(InferenceConfig, args)
-    except ConfigError as err:
-        log.error("%s", err)
-        return 2
+    args, cfg = parse_config(p, InferenceConfig, argv)
     try:
         passage = args.passage or (args.passage_file.read_text(encoding="utf-8") if args.passage_file else None)
     except (OSError, UnicodeDecodeError) as err:
