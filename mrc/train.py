@@ -267,6 +267,19 @@ _RUN_ONLY = {"epochs", "resume", "progress", "out", "device", "precision", "eval
              "stop_after_epoch"}
 
 
+def stage_settings(config: TrainConfig) -> tuple[TrainConfig, str]:
+    """The intermediate stage's training config (the recipe on the stage's data, without the medical run's extras)
+    and its fingerprint, which decides whether a kept stage model can be reused."""
+    stage = config.intermediate
+    stage_config = config.model_copy(update={
+        "train": list(stage.data), "validation": None, "out": stage.cache or config.out / "intermediate",
+        "epochs": stage.epochs, "seed": stage.seed, "intermediate": IntermediateConfig(epochs=0),
+        "model": ModelConfig(support_weight=config.model.support_weight), "split": SplitConfig(validation_share=0.0),
+        "max_train_examples": None, "categories": None, "category_oversample": False, "selection": "f1",
+        "pvi": None})
+    return stage_config, fingerprint(stage_config, _RUN_ONLY - {"epochs"})
+
+
 def intermediate_stage(config: TrainConfig, ctx: Dist) -> Path | None:
     """Train (or reuse) the intermediate model; returns its directory, or None when there is no such stage."""
     stage = config.intermediate
@@ -276,13 +289,8 @@ def intermediate_stage(config: TrainConfig, ctx: Dist) -> Path | None:
     if missing:
         raise ValueError(f"intermediate training data not found: {', '.join(missing)} "
                          "(set intermediate.data, or --intermediate-epochs 0 to skip the stage)")
-    out = stage.cache or config.out / "intermediate"
-    stage_config = config.model_copy(update={
-        "train": list(stage.data), "validation": None, "out": out, "epochs": stage.epochs, "seed": stage.seed,
-        "intermediate": IntermediateConfig(epochs=0), "model": ModelConfig(support_weight=config.model.support_weight),
-        "split": SplitConfig(validation_share=0.0), "max_train_examples": None, "categories": None,
-        "category_oversample": False, "selection": "f1"})
-    stage_id = fingerprint(stage_config, _RUN_ONLY - {"epochs"})
+    stage_config, stage_id = stage_settings(config)
+    out = stage_config.out
     marker = out / "best" / "stage.json"
     if marker.exists() and json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") == stage_id:
         log.info("intermediate stage: reusing %s", out / "best")
