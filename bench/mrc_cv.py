@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     records_path = RESULTS / f"{name}.runs.json"
     if args.summary_only:
         records = json.loads(records_path.read_text(encoding="utf-8"))
-        add_hashes(records, config)
+        add_hashes(records, config, records_path)
         atomic_write_text(records_path, json.dumps(records, ensure_ascii=False))
     else:
         records = run_cv(config, records_path)

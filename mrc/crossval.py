@@ -82,7 +82,7 @@ def run_cv(config: CVConfig, records_path: Path,
     recorded with the same training config by another protocol is copied, not retrained; a recorded run whose
     config has changed since is trained again."""
     records = json.loads(records_path.read_text(encoding="utf-8")) if records_path.exists() else {}
-    add_hashes(records, config)
+    add_hashes(records, config, records_path)
     elsewhere = _recorded_elsewhere(records_path) if records_path.parent.exists() else {}
     folds = config.run_folds if config.run_folds is not None else list(range(config.folds))
     order = [(seed, fold, variant) for seed in config.seeds for fold in folds for variant in config.variants]
@@ -106,6 +106,7 @@ def run_cv(config: CVConfig, records_path: Path,
         test = result.test_metrics
         records.setdefault(variant, {})[key] = {
             "config_hash": digest, "overall": test["overall"], "questions": test["questions"],
+            "validation": _validation_figures(result.best_metrics),
             "epochs_chosen": max(result.history, key=lambda h: h.get("validation", {}).get("overall", {})
                                  .get("f1", -1))["epoch"] if result.history else 0,
             "train_seconds": round(sum(h["seconds"] for h in result.history), 1)}
@@ -113,13 +114,32 @@ def run_cv(config: CVConfig, records_path: Path,
     return records
 
 
-def add_hashes(records: dict[str, Any], config: CVConfig) -> None:
-    """Give records made before run hashes existed the hash of the run ``config`` describes."""
+def _validation_figures(best: dict[str, Any]) -> dict[str, float]:
+    """The chosen epoch's validation figures (what selection may look at)."""
+    figures = dict(best.get("overall", {}))
+    if "categories" in best:
+        figures["category_macro_f1"] = best["categories"]["macro_f1"]
+    return figures
+
+
+def add_hashes(records: dict[str, Any], config: CVConfig, records_path: Path | None = None) -> None:
+    """Give records made before run hashes (or validation figures) were recorded the hash of the run ``config``
+    describes (and the validation figures its run directory kept, or that another protocol recorded for the
+    same run beside ``records_path``)."""
+    elsewhere = _recorded_elsewhere(records_path) if records_path is not None and records_path.parent.exists() \
+        else {}
     for variant, runs in records.items():
         for key, run in runs.items():
-            if "config_hash" not in run and variant in config.variants:
-                fold, seed = map(int, key.split("/"))
-                run["config_hash"] = run_hash(run_config(config, variant, fold, seed))
+            if variant not in config.variants:
+                continue
+            fold, seed = map(int, key.split("/"))
+            train_config = run_config(config, variant, fold, seed)
+            run.setdefault("config_hash", run_hash(train_config))
+            metrics = train_config.out / "metrics.json"
+            if "validation" not in run and metrics.exists():
+                run["validation"] = _validation_figures(json.loads(metrics.read_text(encoding="utf-8"))["best"])
+            elif "validation" not in run and "validation" in elsewhere.get(run["config_hash"], {}):
+                run["validation"] = elsewhere[run["config_hash"]]["validation"]
 
 
 def bootstrap_ci(values: np.ndarray, rounds: int = 10_000, seed: int = 0) -> tuple[float, float]:
@@ -187,8 +207,9 @@ def macro_f1_ci(mine: CategorySets, theirs: CategorySets | None = None, rounds: 
 
 
 def summarize(records: dict[str, Any], config: CVConfig) -> dict[str, Any]:
-    """Figures of record: per variant the mean scores (×100) with 95% CIs; per variant the paired difference to
-    the reference on the questions and seeds both have, with its 95% CI."""
+    """Figures of record: per variant the mean scores (×100) with 95% CIs and the mean validation F1 of its chosen
+    epochs; per variant the paired difference to the reference on the questions and seeds both have, with its 95%
+    CI; the best variant by validation F1 (None until every variant has validation figures)."""
     variants: dict[str, Any] = {}
     for name, runs in records.items():
         per_q = _per_question(runs)
@@ -201,6 +222,9 @@ def summarize(records: dict[str, Any], config: CVConfig) -> dict[str, Any]:
         if sets := _category_sets(runs):
             value, ci = macro_f1_ci(sets)
             figures["category_macro_f1"], figures["category_macro_f1_ci95"] = round(value, 2), [round(x, 2) for x in ci]
+        validation = [run["validation"]["f1"] for run in runs.values() if "f1" in run.get("validation", {})]
+        if len(validation) == len(runs):
+            figures["validation_f1"] = round(float(np.mean(validation)), 2)
         variants[name] = figures
     comparisons = [(name, config.reference, name) for name in records if name != config.reference]
     comparisons += [(a, b, f"{a}-vs-{b}") for a, b in config.pairs if a in records and b in records]
@@ -208,9 +232,11 @@ def summarize(records: dict[str, Any], config: CVConfig) -> dict[str, Any]:
     for name, against, key in comparisons:
         if entry := _paired(records[name], records.get(against, {}), config.bootstrap):
             paired[key] = {**entry, "against": against}
-    best = max(variants, key=lambda v: (variants[v].get("em", 0), variants[v].get("f1", 0))) if variants else None
+    # the best variant is chosen on validation (the test folds chose nothing), by answer F1
+    chosen = [v for v in variants if "validation_f1" in variants[v]]
+    best = max(chosen, key=lambda v: variants[v]["validation_f1"]) if chosen and len(chosen) == len(variants) else None
     return {"folds": config.folds, "seeds": config.seeds, "variants": variants, "paired": paired,
-            "best_variant": best}
+            "best_variant": best, "best_variant_by": "validation_f1"}
 
 
 def _paired(runs: dict[str, Any], reference: dict[str, Any], rounds: int) -> dict[str, Any] | None:

@@ -25,8 +25,8 @@ def test_bootstrap_ci_brackets_the_mean_and_narrows_with_n() -> None:
     assert (hi_l - lo_l) == pytest.approx(2 * 1.96 / np.sqrt(2000), rel=0.15)  # ≈ the normal-theory width
 
 
-def _run(scores: dict[str, float]) -> dict:
-    return {"questions": {q: {"em": v, "f1": v} for q, v in scores.items()}}
+def _run(scores: dict[str, float], validation_f1: float = 50.0) -> dict:
+    return {"questions": {q: {"em": v, "f1": v} for q, v in scores.items()}, "validation": {"f1": validation_f1}}
 
 
 def test_summary_pairs_on_shared_questions_and_seeds() -> None:
@@ -39,7 +39,13 @@ def test_summary_pairs_on_shared_questions_and_seeds() -> None:
     # paired on runs 0/1 and 1/1 only: differences a +1, b 0, c +1, d 0 → +50
     assert paired["em_diff"] == 50.0 and paired["runs"] == 2 and paired["questions"] == 4
     assert paired["em_ci95"][0] <= 50.0 <= paired["em_ci95"][1]
-    assert summary["best_variant"] == "kg" and "kg: EM +50.00" in verdicts(summary)[0]
+    assert summary["best_variant"] == "baseline"  # validation F1 50 each: the first; the test folds choose nothing
+    assert "kg: EM +50.00" in verdicts(summary)[0]
+    better["0/1"]["validation"]["f1"] = better["1/1"]["validation"]["f1"] = 60.0
+    assert summarize({"baseline": base, "kg": better}, CVConfig(folds=2, seeds=[1, 2]))["best_variant"] == "kg"
+    base["0/1"]["validation"]["f1"] = base["1/1"]["validation"]["f1"] = base["0/2"]["validation"]["f1"] = 70.0
+    assert summarize({"baseline": base, "kg": better}, CVConfig(folds=2, seeds=[1, 2]))["best_variant"] == \
+        "baseline"  # better on test, worse on validation: validation decides
 
 
 def test_category_macro_f1_per_variant_and_paired() -> None:
@@ -75,6 +81,7 @@ def test_tiny_cross_validation_tests_every_question_once_and_resumes(tiny_encode
     for variant in ("baseline", "high_lr"):
         tested = [q for run in records[variant].values() for q in run["questions"]]
         assert sorted(tested) == ids  # each question held out exactly once per seed
+    assert all("f1" in run["validation"] for runs in records.values() for run in runs.values())
     # one intermediate model, trained once, served both folds and variants
     assert len(list((tmp_path / "intermediate").glob("best/stage.json"))) == 1
     saved = json.loads((tmp_path / "runs/baseline/fold0_seed1/train_config.json").read_text())
