@@ -6,7 +6,8 @@ Baseline (the paper's "BERT base" multi-task row), with H = encoder(question, pa
 With answer categories (Clinical QA 2.0), a head on the answer representation a (o_[CLS], or the span pooling
 ½(Σ_i p_start,i·o_i + Σ_i p_end,i·o_i) with the span probabilities detached):
     p_category = σ(W₂·ReLU(W₁·a)) ∈ [0,1]^{|C|},   L_C = Σ_c w_c·BCE(p_c, y_c) / |C|,   L += λ_C·L_C
-with class weights w_c = N / (|C|·count_c) from the training labels (``mrc.categories``).
+with class weights w_c = N / (|C|·count_c) from the training labels (``mrc.categories``); with
+``category_weighting: positive`` w_c weights only the positive term: −[w_c·y_c·log p_c + (1 − y_c)·log(1 − p_c)].
 Subclasses change ``represent`` (o from H) and ``support_weight`` (λ); see ``fusion.cmedbert``.
 
 Model directories are self-contained: ``config.json`` (encoder), ``kgmrc_config.json`` (model type and
@@ -48,6 +49,10 @@ class ModelConfig(BaseModel):
     category_hidden: int = Field(256, ge=1, description="the category head's hidden layer (d → hidden → |C|)")
     category_pooling: Literal["cls", "span"] = Field("cls", description="answer representation for categories")
     category_class_weights: list[float] = Field(default_factory=list, description="w_c (set from training labels)")
+    category_weighting: Literal["class", "positive"] = Field(
+        "class", description="class: w_c scales category c's whole BCE term (the paper's class weights); positive: "
+                             "w_c scales only its positive examples (BCE pos_weight), which counters the rarity of "
+                             "positives that class weights leave in place")
     fusion: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -165,10 +170,11 @@ class BaselineMRC(nn.Module):
         labelled = labels[:, 0] >= 0
         if not labelled.any():
             return logits.new_zeros(())
-        weight = (logits.new_tensor(self.config.category_class_weights) if self.config.category_class_weights
-                  else None)
+        weights = logits.new_tensor(self.config.category_class_weights) if self.config.category_class_weights \
+            else None
+        key = "pos_weight" if self.config.category_weighting == "positive" else "weight"
         return nn.functional.binary_cross_entropy_with_logits(logits[labelled], labels[labelled].to(logits.dtype),
-                                                              weight=weight)
+                                                              **{key: weights})
 
 
 def build_model(encoder: str | Path, config: ModelConfig, **kwargs: Any) -> BaselineMRC:

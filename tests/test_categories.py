@@ -4,6 +4,7 @@ both model families, training, prediction and evaluation with categories."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -171,6 +172,19 @@ def test_category_head_in_both_families_learns_and_masks_unlabelled_rows() -> No
             assert torch.sigmoid(out.category_logits[0, 0]) > 0.8
             unlabelled = m(**inputs, category_labels=torch.full((2, 3), -1.0))
             assert unlabelled.category_loss.item() == 0.0
+
+
+def test_class_and_positive_weighting_by_hand() -> None:
+    from mrc.model import BaselineMRC
+    from test_fusion import tiny_model
+
+    encoder = tiny_model().encoder
+    logits, labels = torch.zeros(1, 2), torch.tensor([[1.0, 0.0]])  # p = ½ everywhere: each BCE term is ln 2
+    ln2 = math.log(2)
+    for weighting, expected in (("class", (2 * ln2 + 3 * ln2) / 2), ("positive", (2 * ln2 + ln2) / 2)):
+        model = BaselineMRC(encoder, ModelConfig(categories=["A", "B"], category_class_weights=[2.0, 3.0],
+                                                 category_weighting=weighting))
+        assert model._category_loss(logits, labels).item() == pytest.approx(expected)
 
 
 SAMPLE_LABELS = {"P1_Q0": {"Symptom": 1.0}, "P1_Q1": {"Medication": 1.0}, "P1_Q2": {"Symptom": 1.0},
