@@ -72,16 +72,12 @@ def _recipe_features() -> FeatureConfig:
     return FeatureConfig(max_seq_length=384, doc_stride=128)
 
 
-def _recipe_model() -> ModelConfig:
-    return ModelConfig(support_weight=0.5)
-
-
 class TrainConfig(BaseModel):
     """``scripts/train_mrc.py`` settings; the defaults are the recipe of record (see the module docstring)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    model: ModelConfig = Field(default_factory=_recipe_model)
+    model: ModelConfig = Field(default_factory=ModelConfig)
     encoder: str = Field("../shared/models/m3e-small", description="Hugging Face encoder name or path")
     init_from: Path | None = Field(None, description="start from this kgmrc model directory (no intermediate stage)")
     intermediate: IntermediateConfig = Field(default_factory=IntermediateConfig)
@@ -268,13 +264,14 @@ _RUN_ONLY = {"epochs", "resume", "progress", "out", "device", "precision", "eval
 
 
 def stage_settings(config: TrainConfig) -> tuple[TrainConfig, str]:
-    """The intermediate stage's training config (the recipe on the stage's data, without the medical run's extras)
-    and its fingerprint, which decides whether a kept stage model can be reused."""
+    """The intermediate stage's training config (the recipe on the stage's data, with the default model: open-domain
+    data has no support labels, so the medical run's loss weights, head and family do not apply) and its
+    fingerprint, which decides whether a kept stage model can be reused."""
     stage = config.intermediate
     stage_config = config.model_copy(update={
         "train": list(stage.data), "validation": None, "out": stage.cache or config.out / "intermediate",
         "epochs": stage.epochs, "seed": stage.seed, "intermediate": IntermediateConfig(epochs=0),
-        "model": ModelConfig(support_weight=config.model.support_weight), "split": SplitConfig(validation_share=0.0),
+        "model": ModelConfig(), "split": SplitConfig(validation_share=0.0),
         "max_train_examples": None, "categories": None, "category_oversample": False, "selection": "f1",
         "pvi": None})
     return stage_config, fingerprint(stage_config, _RUN_ONLY - {"epochs"})

@@ -49,6 +49,17 @@ def test_recipe_of_record_is_the_default() -> None:
     assert (config.epochs, config.lr, config.negative_windows, config.model.support_weight) == (4, 1e-4, 0.3, 0.5)
     assert (config.features.max_seq_length, config.features.doc_stride, config.intermediate.epochs) == (384, 128, 1)
     assert config.split.fold is None and config.split.validation_share > 0  # selection never on reported data
+    # naming any other model setting keeps the recipe's λ (it once fell back to 1.0 when a variant set model.x)
+    for model in ({"model_type": "cmedbert"}, {"category_weighting": "positive"}):
+        assert TrainConfig.model_validate({"model": model}).model.support_weight == 0.5
+
+
+def test_one_intermediate_stage_serves_every_variant() -> None:
+    """Open-domain data has no support labels: the stage's identity ignores the medical run's model settings."""
+    from mrc.train import stage_settings
+
+    config = CVConfig.model_validate(read_config_file(CONFIGS / "cv" / "answer_categories.yaml"))
+    assert len({stage_settings(run_config(config, v, 0, 1))[1] for v in config.variants}) == 1
 
 
 def test_every_config_is_covered() -> None:
