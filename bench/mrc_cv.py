@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.common import RESULTS, write_result
 from kgutil.cli import ConfigError, add_common_args, build_config, setup_logging
 from kgutil.io import atomic_write_text
-from mrc.crossval import CVConfig, add_hashes, run_cv, summarize, verdicts
+from mrc.crossval import CVConfig, add_hashes, recorded_elsewhere, run_cv, summarize, verdicts
 
 log = logging.getLogger("mrc_cv")
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     records_path = RESULTS / f"{name}.runs.json"
     if args.summary_only:
         records = json.loads(records_path.read_text(encoding="utf-8"))
-        add_hashes(records, config, records_path)
+        add_hashes(records, config, recorded_elsewhere(records_path))
         atomic_write_text(records_path, json.dumps(records, ensure_ascii=False))
     else:
         records = run_cv(config, records_path)

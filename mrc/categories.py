@@ -40,11 +40,6 @@ class CategoryLabels(BaseModel):
             raise ValueError("category names repeat")
         return v
 
-    def vector(self, question_id: str) -> list[float] | None:
-        """y for a question in the order of ``categories`` (None when the question has no label)."""
-        soft = self.labels.get(question_id)
-        return None if soft is None else [float(soft.get(c, 0.0)) for c in self.categories]
-
     @classmethod
     def read(cls, path: Path) -> "CategoryLabels":
         """Read and check a labels file; errors name the file and the question."""

@@ -64,7 +64,7 @@ def run_hash(run: TrainConfig) -> str:
     return hashlib.sha256(fingerprint(run, {"out", "progress"}).encode()).hexdigest()[:16]
 
 
-def _recorded_elsewhere(records_path: Path) -> dict[str, dict[str, Any]]:
+def recorded_elsewhere(records_path: Path) -> dict[str, dict[str, Any]]:
     """Runs recorded by other protocols beside ``records_path`` (``*.runs.json``), by run hash: a baseline
     trained for one protocol serves every protocol whose run is the same."""
     found: dict[str, dict[str, Any]] = {}
@@ -82,8 +82,8 @@ def run_cv(config: CVConfig, records_path: Path,
     recorded with the same training config by another protocol is copied, not retrained; a recorded run whose
     config has changed since is trained again."""
     records = json.loads(records_path.read_text(encoding="utf-8")) if records_path.exists() else {}
-    add_hashes(records, config, records_path)
-    elsewhere = _recorded_elsewhere(records_path) if records_path.parent.exists() else {}
+    elsewhere = recorded_elsewhere(records_path) if records_path.parent.exists() else {}
+    add_hashes(records, config, elsewhere)
     folds = config.run_folds if config.run_folds is not None else list(range(config.folds))
     order = [(seed, fold, variant) for seed in config.seeds for fold in folds for variant in config.variants]
     for n, (seed, fold, variant) in enumerate(order, 1):
@@ -122,12 +122,12 @@ def _validation_figures(best: dict[str, Any]) -> dict[str, float]:
     return figures
 
 
-def add_hashes(records: dict[str, Any], config: CVConfig, records_path: Path | None = None) -> None:
+def add_hashes(records: dict[str, Any], config: CVConfig, elsewhere: dict[str, dict[str, Any]] | None = None
+               ) -> None:
     """Give records made before run hashes (or validation figures) were recorded the hash of the run ``config``
     describes (and the validation figures its run directory kept, or that another protocol recorded for the
-    same run beside ``records_path``)."""
-    elsewhere = _recorded_elsewhere(records_path) if records_path is not None and records_path.parent.exists() \
-        else {}
+    same run: ``elsewhere``, by run hash)."""
+    elsewhere = elsewhere or {}
     for variant, runs in records.items():
         for key, run in runs.items():
             if variant not in config.variants:
