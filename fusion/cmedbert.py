@@ -62,6 +62,11 @@ class FusionConfig(BaseModel):
     scale_shift: bool = Field(False, description="add knowledge as a zero-start scale and shift of the token "
                                                  "states (KALA-style) instead of the σ output merge")
     lambda_floor: float = Field(0.0, ge=0, description="dynamic λ is at least this (keeps the support loss)")
+    relation_feature: bool = Field(False, description="a token feature: the KG relation between a question entity "
+                                   "and the token's entity (retrieval.relations), a zero-start embedding added to "
+                                   "the output states")
+    snapshot: str | None = Field(None, description="KG snapshot of the index, for the relation feature (default: "
+                                                   "the path the index recorded)")
 
 
 class CMedBERT(BaselineMRC):
@@ -70,10 +75,11 @@ class CMedBERT(BaselineMRC):
 
     def __init__(self, encoder: nn.Module, config: ModelConfig, *, tables: dict[str, torch.Tensor] | None = None
                  ) -> None:
-        """``tables`` (kg, name_ids, type_ids, n_types) rebuild a saved model; without them they come from the
+        """``tables`` (kg, name_ids, type_ids, n_types, n_relations) rebuild a saved model; without them they come from the
         configured KG-embeddings export and entity index."""
         self.fusion = FusionConfig.model_validate(config.fusion)
         super().__init__(encoder, config)
+        self._inputs: EntityInputs | None = None
         hidden = encoder.config.hidden_size
         tables = tables or self._build_tables(encoder)
         kg = tables["kg"].float()
@@ -89,16 +95,19 @@ class CMedBERT(BaselineMRC):
         self.merge = ScaleShift(hidden, d_e) if self.fusion.scale_shift else \
             OutputMerge(hidden, residual=self.fusion.merge_residual)
         self.dynamic_lambda = DynamicLambda(hidden)
-        self._inputs: EntityInputs | None = None
+        if self.fusion.relation_feature:  # row 0: no relation; every row starts at 0, so o starts unchanged
+            self.relation = nn.Embedding(int(tables["n_relations"]) + 1, hidden, padding_idx=0)
+            nn.init.zeros_(self.relation.weight)
 
     @classmethod
     def from_state(cls, encoder: nn.Module, config: ModelConfig, state: dict[str, torch.Tensor]) -> "CMedBERT":
         """Rebuild a saved model: the entity tables come from its own weights, not from the export paths."""
-        types = state.get("entities.types.weight")
+        types, relations = state.get("entities.types.weight"), state.get("relation.weight")
         return cls(encoder, config, tables={
             "kg": state["entities.kg.weight"][:-1], "name_ids": state["entities.name_ids"],
             "type_ids": state["entities.type_ids"],
-            "n_types": types.shape[0] - 1 if types is not None else int(state["entities.type_ids"].max())})
+            "n_types": types.shape[0] - 1 if types is not None else int(state["entities.type_ids"].max()),
+            "n_relations": relations.shape[0] - 1 if relations is not None else 0})
 
     def _build_tables(self, encoder: nn.Module) -> dict[str, Any]:
         """KG vectors of the embeddings export (checked against the index's snapshot), each entity's name as
@@ -110,6 +119,7 @@ class CMedBERT(BaselineMRC):
         kg = KGEmbeddings.load(self.fusion.embeddings, snapshot_checksum=index.snapshot_checksum).entity
         self.fusion = self.fusion.model_copy(update={
             "index": str(Path(self.fusion.index).resolve()), "embeddings": str(Path(self.fusion.embeddings).resolve()),
+            "snapshot": str(Path(self.fusion.snapshot).resolve()) if self.fusion.snapshot else None,
             "snapshot_checksum": index.snapshot_checksum})
         self.config = self.config.model_copy(update={"fusion": self.fusion.model_dump()})
         vocabulary = sorted({t for t in index.types if t})
@@ -124,7 +134,9 @@ class CMedBERT(BaselineMRC):
             name_ids = torch.full((len(index.names) + 1, _NAME_TOKENS), -1, dtype=torch.long)
             for i, ids in enumerate(encoded["input_ids"]):
                 name_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        return {"kg": kg, "name_ids": name_ids, "type_ids": type_ids, "n_types": len(vocabulary)}
+        n_relations = self.entity_inputs().relations.num_relations if self.fusion.relation_feature else 0
+        return {"kg": kg, "name_ids": name_ids, "type_ids": type_ids, "n_types": len(vocabulary),
+                "n_relations": n_relations}
 
     @property
     def num_entities(self) -> int:
@@ -200,9 +212,14 @@ class CMedBERT(BaselineMRC):
             details["local_attention"] = alpha
         if beta is not None:
             details["global_attention"] = beta
-        if self.fusion.scale_shift:  # the last loop's knowledge scales and shifts the encoder states
-            return self.merge(hidden, local, global_), details
-        return self.merge(hidden, h), details
+        # the last loop's knowledge scales and shifts the encoder states, or the σ merge combines h⁰ and hᴸ
+        o = self.merge(hidden, local, global_) if self.fusion.scale_shift else self.merge(hidden, h)
+        if self.fusion.relation_feature:
+            relations = batch.get("relation_ids")
+            if relations is None:
+                raise ValueError("cmedbert inputs lack relation_ids; call model.attach_inputs(features, ...) first")
+            o = o + self.relation(relations.clamp(min=0))
+        return o, details
 
     def support_weight(self, o: torch.Tensor, hidden: torch.Tensor, start_logits: torch.Tensor,
                        end_logits: torch.Tensor, support_logits: torch.Tensor,

@@ -1,6 +1,7 @@
 """Entity inputs of CMedBERT: link questions and passages once, align links to every window's tokens.
 
-``EntityInputs.attach`` sets ``feature.extra["entity_ids"]`` ([L, K], -1 = none) for every window. The arrays
+``EntityInputs.attach`` sets ``feature.extra["entity_ids"]`` ([L, K], -1 = none) for every window, and with the
+relation feature ``feature.extra["relation_ids"]`` ([L], 0 = none; ``retrieval.relations``). The arrays
 are cached under ``cache_dir`` keyed by the index checksum, the linker settings, K, and the exact windows (token
 ids and offsets, hence dataset file, tokenizer and window settings), so training never links twice.
 """
@@ -18,6 +19,7 @@ from kgutil.io import atomic_path
 from retrieval.align import token_entity_ids
 from retrieval.index import EntityIndex
 from retrieval.linker import EntityLinker, Link, LinkerConfig
+from retrieval.relations import RelationLookup
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,7 @@ class EntityInputs:
         self.index = EntityIndex.load(fusion.index, snapshot_checksum=fusion.snapshot_checksum)
         self.linker_config = LinkerConfig.model_validate(fusion.linker)
         self._linker: EntityLinker | None = None
+        self._relations: RelationLookup | None = None
         self.cache_dir = Path(fusion.cache_dir) if fusion.cache_dir else Path(fusion.index) / "cache"
 
     @property
@@ -39,11 +42,29 @@ class EntityInputs:
             self._linker = EntityLinker(self.index, self.linker_config)
         return self._linker
 
+    @property
+    def relations(self) -> RelationLookup:
+        """The KG's relations, from the snapshot the index was built from (``fusion.snapshot`` overrides where
+        it lies now); a snapshot of another KG is refused."""
+        if self._relations is None:
+            from kg.snapshot import Snapshot
+
+            path = self.config.snapshot or self.index.snapshot_path
+            if not path or not Path(path, "manifest.json").exists():
+                raise ValueError(f"the relation feature needs the KG snapshot of index {self.config.index}: "
+                                 f"{path or 'none recorded'} not found; give it with --snapshot DIR")
+            snapshot = Snapshot.load(Path(path), verify=False)
+            if snapshot.checksum != self.index.snapshot_checksum:
+                raise ValueError(f"snapshot {path} ({snapshot.checksum[:12]}…) is not the one index "
+                                 f"{self.config.index} was built from ({self.index.snapshot_checksum[:12]}…)")
+            self._relations = RelationLookup.from_snapshot(snapshot)
+        return self._relations
+
     def _key(self, features: list[Any], examples: list[Any]) -> str:
         h = hashlib.sha256()
         h.update(self.index.snapshot_checksum.encode())
         h.update(self.linker_config.model_dump_json().encode())
-        h.update(str(self.config.entities_per_token).encode())
+        h.update(str(self.config.entities_per_token).encode() + (b" relations" if self.config.relation_feature else b""))
         for f in features:
             ex = examples[f.example_index]
             h.update(ex.question.encode() + b"\0" + ex.context.encode() + b"\0")
@@ -58,21 +79,29 @@ class EntityInputs:
         path = self.cache_dir / f"entities-{self._key(features, examples)}.npz"
         if path.exists():
             with np.load(path, allow_pickle=False) as cached:
-                ids, lengths = cached["ids"], cached["lengths"]
+                arrays = {name: cached[name] for name in cached.files}
             log.info("entity inputs from cache %s", path)
         else:
             links = self.link_examples(examples)
-            arrays = [token_entity_ids(f.token_offsets, f.sequence_ids, links[f.example_index], k)[0]
-                      for f in features]
-            ids = np.concatenate(arrays)
-            lengths = np.asarray([len(a) for a in arrays])
+            windows = [token_entity_ids(f.token_offsets, f.sequence_ids, links[f.example_index], k)[0]
+                       for f in features]
+            arrays = {"ids": np.concatenate(windows), "lengths": np.asarray([len(a) for a in windows])}
+            if self.config.relation_feature:
+                arrays["relations"] = np.concatenate([self.relations.token_relations(ids, f.sequence_ids)
+                                                      for ids, f in zip(windows, features)])
             with atomic_path(path) as tmp:
                 with open(tmp, "wb") as fh:
-                    np.savez(fh, ids=ids, lengths=lengths)
-        for f, chunk in zip(features, np.split(ids, np.cumsum(lengths)[:-1])):
+                    np.savez(fh, **arrays)
+        ids, bounds = arrays["ids"], np.cumsum(arrays["lengths"])[:-1]
+        for f, chunk in zip(features, np.split(ids, bounds)):
             f.extra["entity_ids"] = chunk
         covered = float((ids >= 0).any(axis=1).mean()) if len(ids) else 0.0
         log.info("entity inputs: %d windows, %.1f%% of tokens carry an entity", len(features), 100 * covered)
+        if "relations" in arrays:
+            for f, chunk in zip(features, np.split(arrays["relations"], bounds)):
+                f.extra["relation_ids"] = chunk
+            log.info("relation feature: %.1f%% of tokens carry a KG relation to a question entity",
+                     100 * float((arrays["relations"] > 0).mean()) if len(ids) else 0.0)
 
     def link_examples(self, examples: list[Any]) -> list[dict[int, list[Link]]]:
         """{segment: links} per example: 0 = question, 1 = passage (each distinct text linked once)."""

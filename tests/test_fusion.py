@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import BertConfig, BertModel
@@ -28,7 +29,8 @@ def tiny_model(num_entities: int = 20, d_e: int = 8, settings: dict | None = Non
     names = torch.randint(1, 50, (num_entities + 1, 4))
     names[::2, 2:] = -1  # shorter names are padded
     return CMedBERT(encoder, config, tables={"kg": torch.randn(num_entities, d_e), "name_ids": names,
-                                             "type_ids": torch.randint(0, 4, (num_entities + 1,)), "n_types": 3})
+                                             "type_ids": torch.randint(0, 4, (num_entities + 1,)), "n_types": 3,
+                                             "n_relations": 5})
 
 
 def batch(entity_ids: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -145,6 +147,39 @@ def test_scale_shift_begins_as_the_baseline_and_evidence_orders_global_entities(
     assert CMedBERT.window_entities(grid, 4, "evidence", question).tolist() == [[4, 2, 7, 9]]
 
 
+def test_relation_lookup_marks_passage_tokens_related_to_a_question_entity() -> None:
+    from retrieval.relations import RelationLookup
+
+    # (0 -r0-> 1), (2 -r1-> 0), (1 -r1-> 3), (0 -r2-> 1): pair {0, 1} keeps its lowest relation, r0
+    lookup = RelationLookup(np.array([[0, 0, 1], [2, 1, 0], [1, 1, 3], [0, 2, 1]]), num_entities=5, num_relations=3)
+    assert lookup.relation(np.array([1, 0, 3, 0, 4]), np.array([0, 2, 1, 0, 0])).tolist() == [0, 1, 1, -1, -1]
+    ids = np.full((7, 2), -1)
+    ids[1, 0] = 0          # question token: entity 0
+    ids[3] = [1, -1]       # passage: 1 is related to 0 by r0
+    ids[4] = [3, 2]        # 3 is not related to 0; slot 2: entity 2 by r1
+    ids[5] = [4, -1]       # unrelated
+    ids[6] = [0, -1]       # the question entity itself: no relation
+    sequence = [None, 0, None, 1, 1, 1, 1]
+    assert lookup.token_relations(ids, sequence).tolist() == [0, 0, 0, 1, 2, 0, 0]
+    assert lookup.token_relations(np.where(np.arange(7)[:, None] == 1, -1, ids), sequence).tolist() == [0] * 7
+
+
+def test_relation_feature_begins_as_the_model_without_it_and_learns() -> None:
+    plain, related = tiny_model(merge_residual=True).eval(), tiny_model(merge_residual=True, relation_feature=True)
+    related.load_state_dict(plain.state_dict(), strict=False)
+    ids = torch.full((2, 12, 3), -1)
+    ids[0, 7, :2] = torch.tensor([3, 5])
+    b = batch(ids)
+    relations = torch.zeros(2, 12, dtype=torch.long)
+    relations[0, 7], relations[1, 9], relations[1, 11] = 2, 4, -1  # -1: padding
+    assert torch.allclose(related.eval()(**b, relation_ids=relations).start_logits, plain(**b).start_logits)
+    with pytest.raises(ValueError, match="relation_ids"):
+        related(**b)
+    related.train()(**b, relation_ids=relations).loss.backward()
+    grad = related.relation.weight.grad.abs().sum(dim=1)
+    assert grad[2] > 0 and grad[4] > 0 and grad[0] == 0 and grad[1] == 0
+
+
 def test_lambda_floor_keeps_the_support_loss() -> None:
     model = tiny_model(lambda_floor=0.3)
     out = model(**batch(torch.full((2, 12, 3), -1)))
@@ -216,7 +251,8 @@ def test_cli_trains_cmedbert_with_ablations_and_predicts_entities(tiny_encoder: 
     subprocess.run(common + ["--encoder", str(tiny_encoder), "--out", str(tmp_path / "base")], check=True)
     cmd = common + ["--model-type", "cmedbert", "--init-from", str(tmp_path / "base" / "best"),
                     "--index", str(sample_kg_assets["idx"]), "--embeddings", str(sample_kg_assets["emb"]),
-                    "--no-global", "--loops", "1", "--precision", "bf16", "--out", str(tmp_path / "run")]
+                    "--no-global", "--loops", "1", "--precision", "bf16", "--relation-feature",
+                    "--out", str(tmp_path / "run")]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     from mrc.model import load_model
 
@@ -226,6 +262,7 @@ def test_cli_trains_cmedbert_with_ablations_and_predicts_entities(tiny_encoder: 
                            cmed.encoder.embeddings.word_embeddings.weight)  # trained on from the baseline
     assert saved["config"]["model_type"] == "cmedbert"
     assert saved["config"]["fusion"]["global_"] is False and saved["config"]["fusion"]["loops"] == 1
+    assert saved["config"]["fusion"]["relation_feature"] and cmed.relation.weight.abs().sum() > 0  # it trained
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), "--model",
                           str(tmp_path / "run" / "best"), "--question", "二甲双胍常见的不良反应是什么？",
                           "--passage", "二甲双胍是2型糖尿病的一线治疗药物，常见不良反应为胃肠道反应。", "--json"],

@@ -1,0 +1,59 @@
+"""KG relations between the question's entities and a window's tokens (a token feature of CMedBERT).
+
+For a window with question entities Q (every entity linked on a question token), passage token i with entities
+e_i1 … e_iK (best link first) gets r_i = 1 + the id of the relation of the first triple (q, r, e_ik) or
+(e_ik, r, q) with q ∈ Q, q ≠ e_ik, taken in slot order k = 1 … K (then question entities by id; a pair
+linked by several relations counts its lowest relation id); r_i = 0 when no such triple exists.
+Question tokens and special tokens get 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kg.snapshot import Snapshot
+
+
+class RelationLookup:
+    """Both directions of every triple as sorted pair keys h·E + t → relation id (the lowest id of a pair)."""
+
+    def __init__(self, triples: np.ndarray, num_entities: int, num_relations: int) -> None:
+        self.num_entities, self.num_relations = num_entities, num_relations
+        h, r, t = (np.asarray(triples[:, i], dtype=np.int64) for i in range(3))
+        keys = np.concatenate([h * num_entities + t, t * num_entities + h])
+        rels = np.concatenate([r, r])
+        order = np.lexsort((rels, keys))
+        keys, rels = keys[order], rels[order]
+        first = np.ones(len(keys), dtype=bool)
+        first[1:] = keys[1:] != keys[:-1]
+        self.keys, self.relations = keys[first], rels[first]
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Snapshot) -> "RelationLookup":
+        return cls(snapshot.triples, snapshot.num_entities, snapshot.num_relations)
+
+    def relation(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Relation id of each pair (a_j, b_j) in either direction, -1 where none (a == b: none)."""
+        keys = np.asarray(a, dtype=np.int64) * self.num_entities + np.asarray(b, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.keys, keys), max(0, len(self.keys) - 1))
+        found = (len(self.keys) > 0) & (self.keys[at] == keys) & (np.asarray(a) != np.asarray(b))
+        return np.where(found, self.relations[at], -1)
+
+    def token_relations(self, entity_ids: np.ndarray, sequence_ids: list[int | None]) -> np.ndarray:
+        """``r [L]`` for one window from its ``entity_ids [L, K]`` (-1 = none), by the rule of the module."""
+        out = np.zeros(len(entity_ids), dtype=np.int64)
+        segment = np.asarray([-1 if s is None else s for s in sequence_ids])
+        question = np.unique(entity_ids[segment == 0])
+        question = question[question >= 0]
+        tokens, slots = np.nonzero((entity_ids >= 0) & (segment == 1)[:, None])
+        if not len(question) or not len(tokens):
+            return out
+        passage = entity_ids[tokens, slots]
+        found = self.relation(np.repeat(passage, len(question)), np.tile(question, len(passage)))
+        found = found.reshape(len(passage), len(question))
+        hit = found >= 0
+        best = np.where(hit.any(axis=1), found[np.arange(len(passage)), hit.argmax(axis=1)], -1)
+        for token, slot, rel in sorted(zip(tokens.tolist(), slots.tolist(), best.tolist()), reverse=True):
+            if rel >= 0:  # reverse slot order: the lowest slot with a relation is written last and wins
+                out[token] = rel + 1
+        return out
