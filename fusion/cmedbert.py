@@ -75,8 +75,8 @@ class CMedBERT(BaselineMRC):
 
     def __init__(self, encoder: nn.Module, config: ModelConfig, *, tables: dict[str, torch.Tensor] | None = None
                  ) -> None:
-        """``tables`` (kg, name_ids, type_ids, n_types, n_relations) rebuild a saved model; without them they come from the
-        configured KG-embeddings export and entity index."""
+        """``tables`` (kg, name_ids, type_ids, n_types, n_relations) rebuild a saved model; without them they come
+        from the configured KG-embeddings export and entity index."""
         self.fusion = FusionConfig.model_validate(config.fusion)
         super().__init__(encoder, config)
         self._inputs: EntityInputs | None = None
