@@ -64,7 +64,9 @@ class EntityInputs:
         h = hashlib.sha256()
         h.update(self.index.snapshot_checksum.encode())
         h.update(self.linker_config.model_dump_json().encode())
-        h.update(str(self.config.entities_per_token).encode() + (b" relations" if self.config.relation_feature else b""))
+        h.update(str(self.config.entities_per_token).encode())
+        if self.config.relation_feature:
+            h.update(b" relations")
         for f in features:
             ex = examples[f.example_index]
             h.update(ex.question.encode() + b"\0" + ex.context.encode() + b"\0")
