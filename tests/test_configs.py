@@ -27,6 +27,14 @@ def test_embedding_configs(path: Path) -> None:
     assert config.model == path.stem
 
 
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("tune/*.yaml")), ids=lambda p: p.name)
+def test_tuning_configs(path: Path) -> None:
+    from kg.embeddings.tune import TuneConfig
+
+    config = TuneConfig.model_validate({**read_config_file(path), "kg": "snapshot", "out": "study"})
+    assert config.embedding_config().model == path.stem
+
+
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("mrc/*.yaml")), ids=lambda p: p.name)
 def test_mrc_configs(path: Path) -> None:
     config = TrainConfig.model_validate(read_config_file(path))
@@ -63,7 +71,7 @@ def test_one_intermediate_stage_serves_every_variant() -> None:
 
 
 def test_every_config_is_covered() -> None:
-    assert {p.parent.name for p in CONFIGS.rglob("*.yaml")} == {"kg", "emb", "mrc", "cv"}
+    assert {p.parent.name for p in CONFIGS.rglob("*.yaml")} == {"kg", "emb", "tune", "mrc", "cv"}
 
 
 def test_family_settings_are_validated_when_the_config_is_read() -> None:

@@ -111,3 +111,24 @@ def test_every_pykeen_model_is_one_name_away() -> None:
     assert EmbeddingConfig(kg="s", out="o", model="RotatE").model == "rotate"
     with pytest.raises(ValueError, match="unknown KG embedding model 'transz'"):
         EmbeddingConfig(kg="s", out="o", model="transz")
+
+
+def test_tuning_through_pykeen_hpo_resumes_and_writes_a_training_config(sample_snapshot: Path, tmp_path: Path
+                                                                        ) -> None:
+    import yaml
+
+    from kg.embeddings.tune import TuneConfig, tune_embeddings
+
+    config = TuneConfig(kg=sample_snapshot, out=tmp_path / "study", fixed={"model": "transe", "batch_size": 256},
+                        trials=2, max_epochs=2, stop_frequency=1, patience=1, valid_max_triples=50)
+    summary = tune_embeddings(config)
+    assert [t["state"] for t in summary["trials"]] == ["COMPLETE", "COMPLETE"]
+    assert summary["popularity"]["num_test_triples"] == summary["validation_triples"] == 50
+    best = yaml.safe_load((tmp_path / "study" / "best.yaml").read_text())
+    assert best["model"] == "transe" and best["batch_size"] == 256 and 32 <= best["dim"] <= 256
+    assert best["lr"] == max(summary["trials"], key=lambda t: t["mrr"])["params"]["lr"]
+    assert EmbeddingConfig(kg=sample_snapshot, out=tmp_path / "emb", **best).epochs in (1, 2)
+    assert len(tune_embeddings(config)["trials"]) == 2  # resumed: nothing left to run
+    assert len(tune_embeddings(config.model_copy(update={"trials": 3}))["trials"]) == 3
+    with pytest.raises(ValueError, match="cannot search"):
+        TuneConfig(kg=sample_snapshot, out=tmp_path, space={"model": {"width": {"type": "int", "low": 1, "high": 2}}})

@@ -121,18 +121,27 @@ def split_snapshot(snapshot: Snapshot, ratios: tuple[float, float, float], seed:
     return train, valid, test
 
 
-def build_model(config: EmbeddingConfig, train: TriplesFactory, paths: PathSet | None) -> torch.nn.Module:
-    """The configured model from PyKEEN's resolver; each model gets the settings its constructor takes."""
+def model_kwargs(config: EmbeddingConfig, paths: PathSet | None) -> dict[str, Any]:
+    """The settings the configured model's constructor takes beyond the dimension: the distance norm, TransR's
+    relation space, PTransE's paths and path loss."""
     cls = model_resolver.lookup(config.model)
-    loss_kwargs = {"margin": config.margin} if config.loss == "marginranking" else \
-        {"margin": config.margin, "adversarial_temperature": config.adversarial_temperature}
-    kwargs: dict[str, Any] = dict(triples_factory=train, embedding_dim=config.dim, random_seed=config.seed,
-                                  loss=config.loss, loss_kwargs=loss_kwargs)
     accepted = {name for klass in cls.__mro__ for name in inspect.signature(klass.__init__).parameters}
     optional = {"scoring_fct_norm": config.norm, "relation_dim": config.relation_dim or config.dim, "paths": paths,
                 "path_margin": config.margin, "path_weight": config.path_weight}
-    kwargs.update({k: v for k, v in optional.items() if k in accepted})
-    return cls(**kwargs)
+    return {k: v for k, v in optional.items() if k in accepted}
+
+
+def loss_kwargs(config: EmbeddingConfig) -> dict[str, float]:
+    if config.loss == "marginranking":
+        return {"margin": config.margin}
+    return {"margin": config.margin, "adversarial_temperature": config.adversarial_temperature}
+
+
+def build_model(config: EmbeddingConfig, train: TriplesFactory, paths: PathSet | None) -> torch.nn.Module:
+    """The configured model from PyKEEN's resolver; each model gets the settings its constructor takes."""
+    return model_resolver.lookup(config.model)(triples_factory=train, embedding_dim=config.dim,
+                                               random_seed=config.seed, loss=config.loss,
+                                               loss_kwargs=loss_kwargs(config), **model_kwargs(config, paths))
 
 
 def evaluate(model: torch.nn.Module, test: TriplesFactory, filter_with: list[TriplesFactory], *,
@@ -161,6 +170,23 @@ def eval_slice_size(config: EmbeddingConfig, num_entities: int) -> int | None:
     return None if fit >= num_entities else max(1, fit)
 
 
+def training_paths(config: EmbeddingConfig, train: TriplesFactory, snapshot: Snapshot
+                   ) -> tuple[PathSet | None, float, dict[str, float]]:
+    """PTransE's PCRA paths of the training triples (None for every other model), seconds, statistics."""
+    if config.model != "ptranse":
+        return None, 0.0, {}
+    t0 = time.perf_counter()
+    paths = extract_paths(train.mapped_triples.numpy(), snapshot.num_entities, snapshot.num_relations,
+                          max_length=config.path_max_length, max_paths=config.path_max_per_triple,
+                          threshold=config.path_threshold, progress=config.progress)
+    seconds = time.perf_counter() - t0
+    stats = {"paths": paths.num_paths, "coverage": paths.coverage(),
+             "mean_paths_per_covered_triple": paths.num_paths / max(1, (paths.reliability > 0).any(1).sum())}
+    log.info("PCRA: %d paths, %.1f%% of training triples covered, %.1f s", paths.num_paths,
+             100 * paths.coverage(), seconds)
+    return paths, seconds, stats
+
+
 def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
     """Split, (extract paths,) train, evaluate and export; resumes from ``OUT/checkpoint`` when possible."""
     snapshot = Snapshot.load(config.kg)
@@ -169,17 +195,7 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
     train, valid, test = split_snapshot(snapshot, config.split, config.seed)
     log.info("split %s: train %d, valid %d, test %d", snapshot.path, train.num_triples, valid.num_triples,
              test.num_triples)
-    paths, path_seconds, path_stats = None, 0.0, {}
-    if config.model == "ptranse":
-        t0 = time.perf_counter()
-        paths = extract_paths(train.mapped_triples.numpy(), snapshot.num_entities, snapshot.num_relations,
-                              max_length=config.path_max_length, max_paths=config.path_max_per_triple,
-                              threshold=config.path_threshold, progress=config.progress)
-        path_seconds = time.perf_counter() - t0
-        path_stats = {"paths": paths.num_paths, "coverage": paths.coverage(),
-                      "mean_paths_per_covered_triple": paths.num_paths / max(1, (paths.reliability > 0).any(1).sum())}
-        log.info("PCRA: %d paths, %.1f%% of training triples covered, %.1f s", paths.num_paths,
-                 100 * paths.coverage(), path_seconds)
+    paths, path_seconds, path_stats = training_paths(config, train, snapshot)
     model = build_model(config, train, paths).to(device)
     optimizer = torch.optim.Adam(model.get_grad_params(), lr=config.lr)
     loop_cls = PTransETrainingLoop if config.model == "ptranse" else SLCWATrainingLoop

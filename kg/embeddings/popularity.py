@@ -16,7 +16,7 @@ import torch
 from scipy import sparse
 
 
-def _sample(test: np.ndarray, max_triples: int | None, seed: int) -> np.ndarray:
+def sample_triples(test: np.ndarray, max_triples: int | None, seed: int) -> np.ndarray:
     """The same seeded sample of test triples as ``kg.embeddings.evaluate``."""
     if max_triples is not None and len(test) > max_triples:
         gen = torch.Generator().manual_seed(seed)
@@ -29,7 +29,7 @@ def popularity_metrics(train: np.ndarray, known: np.ndarray, test: np.ndarray, n
                        chunk: int = 256) -> dict[str, float]:
     """MRR and Hits@1/3/10 of the popularity scorer on ``test`` ([n, 3] h, r, t ids); ``known`` holds every true
     triple (train + validation + test) for filtering."""
-    test = _sample(test, max_triples, seed)
+    test = sample_triples(test, max_triples, seed)
     ones = np.ones(len(train))
     tails = sparse.csr_matrix((ones, (train[:, 1], train[:, 2])), shape=(num_relations, num_entities))
     heads = sparse.csr_matrix((ones, (train[:, 1], train[:, 0])), shape=(num_relations, num_entities))
