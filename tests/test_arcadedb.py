@@ -36,7 +36,10 @@ def test_ctrl_c_stops_the_server(tmp_path: Path) -> None:
     script = ("import sys, time\nfrom kg import arcadedb\n"
               "with arcadedb.local_server(sys.argv[1], heap='512m') as info:\n"
               "    print(info.pid, flush=True)\n    time.sleep(120)\n")
-    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    # a job started in the background (`make test &`) inherits SIGINT ignored; a terminal's Ctrl-C reaches a
+    # process whose SIGINT is at its default, so the child gets that
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     pid = int(proc.stdout.readline())
     assert arcadedb.pid_alive(pid)
     proc.send_signal(signal.SIGINT)
