@@ -51,9 +51,8 @@ class RelationLookup:
         passage = entity_ids[tokens, slots]
         found = self.relation(np.repeat(passage, len(question)), np.tile(question, len(passage)))
         found = found.reshape(len(passage), len(question))
-        hit = found >= 0
-        best = np.where(hit.any(axis=1), found[np.arange(len(passage)), hit.argmax(axis=1)], -1)
-        for token, slot, rel in sorted(zip(tokens.tolist(), slots.tolist(), best.tolist()), reverse=True):
-            if rel >= 0:  # reverse slot order: the lowest slot with a relation is written last and wins
-                out[token] = rel + 1
+        best = np.where((found >= 0).any(axis=1), found[np.arange(len(passage)), (found >= 0).argmax(axis=1)], -1)
+        related = best >= 0  # entries come token by token, slots in order: a token's first related slot wins
+        first_tokens, first = np.unique(tokens[related], return_index=True)
+        out[first_tokens] = best[related][first] + 1
         return out

@@ -33,7 +33,7 @@ from kgutil.device import resolve_device
 from kgutil.checkpoint import load_checkpoint, save_checkpoint
 from kgutil.io import atomic_path, atomic_write_text
 from kg.embeddings.pcra import PathSet, extract_paths
-from kg.embeddings.popularity import popularity_metrics
+from kg.embeddings.popularity import popularity_metrics, sample_triples
 from kg.embeddings.ptranse import PTransE, PTransETrainingLoop
 from kg.snapshot import Snapshot, SnapshotError
 
@@ -148,10 +148,7 @@ def evaluate(model: torch.nn.Module, test: TriplesFactory, filter_with: list[Tri
              max_triples: int | None, batch_size: int, seed: int, progress: bool,
              slice_size: int | None = None) -> dict[str, float]:
     """Filtered (realistic) MRR and Hits@1/3/10 over head and tail prediction."""
-    mapped = test.mapped_triples
-    if max_triples is not None and len(mapped) > max_triples:
-        gen = torch.Generator().manual_seed(seed)
-        mapped = mapped[torch.randperm(len(mapped), generator=gen)[:max_triples]]
+    mapped = torch.as_tensor(sample_triples(test.mapped_triples.numpy(), max_triples, seed))
     evaluator = RankBasedEvaluator(filtered=True)
     result = evaluator.evaluate(model, mapped, batch_size=batch_size, slice_size=slice_size, use_tqdm=progress,
                                 additional_filter_triples=[f.mapped_triples for f in filter_with])

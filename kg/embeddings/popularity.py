@@ -17,7 +17,8 @@ from scipy import sparse
 
 
 def sample_triples(test: np.ndarray, max_triples: int | None, seed: int) -> np.ndarray:
-    """The same seeded sample of test triples as ``kg.embeddings.evaluate``."""
+    """A seeded sample of at most ``max_triples`` triples (all of them when None): the triples every evaluation
+    of one seed scores (``kg.embeddings.evaluate``, the popularity baseline, the tuning study)."""
     if max_triples is not None and len(test) > max_triples:
         gen = torch.Generator().manual_seed(seed)
         return test[torch.randperm(len(test), generator=gen)[:max_triples].numpy()]
