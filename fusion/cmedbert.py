@@ -21,7 +21,7 @@ from torch import nn
 from fusion.entities import EntityInputs
 from fusion.layers import (DynamicLambda, EntityRepresentation, GatedFusion, GlobalEntityAttention,
                            LocalEntityAttention, OutputMerge, ScaleShift)
-from kg.embeddings import KGEmbeddings
+from kg.embeddings.export import KGEmbeddings
 from mrc.model import BaselineMRC, ModelConfig
 from retrieval.index import EntityIndex
 

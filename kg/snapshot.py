@@ -19,14 +19,16 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from kgutil.io import atomic_path, sha256_files
 from kg.records import Attribute, Triple
-from kg.store import GraphStore
+
+if TYPE_CHECKING:  # reading a snapshot needs no graph driver
+    from kg.store import GraphStore
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from pykeen.evaluation import RankBasedEvaluator
 from pykeen.models import TransR, model_resolver
 from pykeen.training import SLCWATrainingLoop
 from pykeen.triples import TriplesFactory
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from kgutil.device import resolve_device
@@ -35,11 +35,11 @@ from kgutil.io import atomic_path, atomic_write_text
 from kg.embeddings.pcra import PathSet, extract_paths
 from kg.embeddings.popularity import popularity_metrics, sample_triples
 from kg.embeddings.ptranse import PTransE, PTransETrainingLoop
-from kg.snapshot import Snapshot, SnapshotError
+from kg.embeddings.export import FORMAT_VERSION, KGEmbeddings
+from kg.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 if "ptranse" not in model_resolver.options:
     model_resolver.register(PTransE)
 
@@ -271,30 +271,3 @@ def _real(x: torch.Tensor) -> torch.Tensor:
     if x.is_complex():
         x = torch.cat([x.real, x.imag], dim=-1)
     return x.float().reshape(x.shape[0], -1).contiguous()
-
-
-@dataclass
-class KGEmbeddings:
-    """Exported embeddings: ``entity [E, d]`` row i = snapshot entity id i."""
-
-    entity: torch.Tensor
-    relation: torch.Tensor
-    metadata: dict[str, Any]
-
-    @classmethod
-    def load(cls, directory: Path, *, snapshot_checksum: str | None = None) -> "KGEmbeddings":
-        """Load an export; with ``snapshot_checksum`` refuse one made for another snapshot."""
-        directory = Path(directory)
-        meta_path = directory / "metadata.json"
-        if not meta_path.is_file():
-            raise SnapshotError(f"{directory}: no metadata.json; not a kgmrc embeddings export")
-        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-        if snapshot_checksum is not None and metadata["snapshot_checksum"] != snapshot_checksum:
-            raise SnapshotError(
-                f"{directory}: embeddings were trained on snapshot {metadata['snapshot_checksum'][:12]}…, "
-                f"not on {snapshot_checksum[:12]}…; retrain them on this snapshot")
-        tensors = load_file(str(directory / "embeddings.safetensors"))
-        if tensors["entity"].shape[0] != metadata["num_entities"]:
-            raise SnapshotError(f"{directory}: entity matrix has {tensors['entity'].shape[0]} rows, metadata says "
-                                f"{metadata['num_entities']}")
-        return cls(entity=tensors["entity"], relation=tensors["relation"], metadata=metadata)
