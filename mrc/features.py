@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import tokenizers
 from pydantic import BaseModel, ConfigDict, Field
 
 from mrc.data import Example, sentence_spans
@@ -66,7 +67,36 @@ def prepare_features(examples: list[Example], tokenizer: Any, config: FeatureCon
             feat.start, feat.end = answer_tokens(offsets, ex.answers[0].start, ex.answers[0].end)
         feat.support = _support_labels(offsets, ex)
         features.append(feat)
+    check_coverage(features, examples, _context_ends(examples, tokenizer))
     return features
+
+
+def _context_ends(examples: list[Example], tokenizer: Any) -> dict[str, int]:
+    """passage → end of its last token, from a tokenization without windows."""
+    contexts = sorted({e.context for e in examples})
+    enc = tokenizer(contexts, add_special_tokens=False, return_offsets_mapping=True)
+    return {c: max((o[1] for o in offsets), default=0) for c, offsets in zip(contexts, enc["offset_mapping"])}
+
+
+def check_coverage(features: list[Feature], examples: list[Example], context_ends: dict[str, int]) -> None:
+    """Every example's windows must cover its passage without a gap, from its first token to its last
+    (``context_ends``): a tokenizer whose overflow windows stop early (``tokenizers`` 0.23.2 does) would otherwise
+    train on truncated passages without a word."""
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for f in features:
+        chars = [o for o in f.offsets if o is not None and o[1] > o[0]]
+        if chars:
+            spans.setdefault(f.example_index, []).append((chars[0][0], chars[-1][1]))
+    for index, ex in enumerate(examples):
+        covered = 0
+        for start, end in sorted(spans.get(index, [])):
+            if start > covered and ex.context[covered:start].strip():
+                break
+            covered = max(covered, end)
+        if covered < context_ends.get(ex.context, 0):
+            raise ValueError(f"question {ex.id}: the tokenizer's windows cover its passage only up to character "
+                             f"{covered} of {context_ends[ex.context]} (tokenizers {tokenizers.__version__}; 0.23.2 "
+                             "drops overflow windows: install another version)")
 
 
 def _clip_question(question: str, tokenizer: Any, max_tokens: int) -> str:

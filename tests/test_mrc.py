@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT, shared_path
 from mrc.data import DataError, ReadReport, parse_support, read_dataset, sentence_spans
-from mrc.features import FeatureConfig, prepare_features, recover_answer
+from mrc.features import Feature, FeatureConfig, check_coverage, prepare_features, recover_answer
 from mrc.metrics import evaluate_predictions
 from mrc.train import SplitConfig, TrainConfig, split_passages, train_mrc
 
@@ -74,6 +74,23 @@ def test_bad_files_give_clear_errors(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"data": [{"paragraphs": [para]}]}), encoding="utf-8")
     (example,) = read_dataset(bad)
     assert example.answers[0].start == 5
+
+
+def test_windows_that_leave_part_of_a_passage_uncovered_are_refused() -> None:
+    """tokenizers 0.23.1–0.23.2 stop the overflow windows early: training would see truncated passages."""
+    (ex,) = read_dataset(SAMPLE)[:1]
+    n = len(ex.context)
+
+    def window(start: int, end: int) -> Feature:
+        offsets = [(i, i + 1) for i in range(start, end)]
+        return Feature(0, [], [], [None, *offsets, None], [None, *[1] * len(offsets), None])
+
+    ends = {ex.context: n}
+    check_coverage([window(0, n // 2 + 5), window(n // 2 - 5, n)], [ex], ends)  # overlapping windows: whole
+    with pytest.raises(ValueError, match=f"only up to character {n // 2} of {n}"):
+        check_coverage([window(0, n // 2)], [ex], ends)  # the last window is missing
+    with pytest.raises(ValueError, match="only up to character 10"):
+        check_coverage([window(0, 10), window(20, n)], [ex], ends)  # a gap inside
 
 
 def test_every_training_answer_is_recoverable_from_its_window_labels() -> None:
