@@ -5,6 +5,7 @@ per seed, the same folds and seeds for every variant, paired differences with 95
   python bench/mrc_cv.py --config configs/cv/mrc_baseline.yaml               # the recipe of record
   python bench/mrc_cv.py --config configs/cv/fusion_cv.yaml                  # knowledge fusion vs baseline
   python bench/mrc_cv.py --config configs/cv/fusion_cv.yaml --run-folds 0 --seeds 1    # one-fold screening
+  python bench/mrc_cv.py --config configs/cv/fusion_cv.yaml --workers 15      # (seed, fold) groups in parallel (GPU)
 Writes bench/results/NAME.json (NAME = the config's file name; the reference variant's figures also as "test",
 every variant's also at the top level under its name) and NAME.runs.json (every run's per-question scores); a
 second invocation resumes from the latter.
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+")
     p.add_argument("--variants", nargs="+", help="only these variants (the reference is always run)")
     p.add_argument("--summary-only", action="store_true", help="summarise the recorded runs, train nothing")
+    p.add_argument("--workers", type=int, default=1, help="run the (seed, fold) groups in this many processes "
+                   "(one GPU holds ~15 m3e-small runs at once; on a CPU, one per core at most)")
     add_common_args(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         add_hashes(records, config, recorded_elsewhere(records_path))
         atomic_write_text(records_path, json.dumps(records, ensure_ascii=False))
     else:
-        records = run_cv(config, records_path)
+        records = run_cv(config, records_path, workers=args.workers)
     summary = summarize(records, config)
     summary["test"] = summary["variants"].get(config.reference, {})
     summary.update({k: v for k, v in summary["variants"].items() if k not in summary})

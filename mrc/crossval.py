@@ -6,6 +6,11 @@ held out twice) and are recorded, with their per-question scores, after each run
 resumes from its records. Per question, scores are averaged over the seeds that both sides of a comparison have;
 a variant's paired difference to the reference is the mean over questions of those averaged differences, with a
 95% percentile-bootstrap CI over questions.
+
+With ``workers`` > 1 the (seed, fold) groups run in that many worker processes (``python -m mrc.crossval``, one
+GPU shared, or one core each), each recording into its own part file beside the records
+(``NAME.part-f{fold}-s{seed}.runs.json``); the parts are merged into the records when the workers end, and at the
+start of any later invocation, so an interrupted parallel protocol resumes like a serial one.
 """
 
 from __future__ import annotations
@@ -13,7 +18,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from kgutil.cli import set_dotted
 from kgutil.io import atomic_write_text
 from mrc.categories import set_metrics
-from mrc.train import TrainConfig, fingerprint, train_mrc
+from kgutil.distributed import setup
+from mrc.train import TrainConfig, fingerprint, intermediate_stage, train_mrc
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +86,14 @@ def recorded_elsewhere(records_path: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
-def run_cv(config: CVConfig, records_path: Path,
-           train: Callable[[TrainConfig], Any] = train_mrc) -> dict[str, Any]:
+def run_cv(config: CVConfig, records_path: Path, train: Callable[[TrainConfig], Any] = train_mrc,
+           workers: int = 1) -> dict[str, Any]:
     """Train every missing (seed, fold, variant) run, recording after each; returns the records. A run already
     recorded with the same training config by another protocol is copied, not retrained; a recorded run whose
-    config has changed since is trained again."""
+    config has changed since is trained again. ``workers`` > 1 runs the (seed, fold) groups in worker processes."""
+    merge_parts(records_path)
+    if workers > 1:
+        _run_workers(config, records_path, workers)
     records = json.loads(records_path.read_text(encoding="utf-8")) if records_path.exists() else {}
     elsewhere = recorded_elsewhere(records_path) if records_path.parent.exists() else {}
     add_hashes(records, config, elsewhere)
@@ -112,6 +125,60 @@ def run_cv(config: CVConfig, records_path: Path,
             "train_seconds": round(sum(h["seconds"] for h in result.history), 1)}
         atomic_write_text(records_path, json.dumps(records, ensure_ascii=False))
     return records
+
+
+def _part_path(records_path: Path, fold: int, seed: int) -> Path:
+    return records_path.with_name(records_path.name.replace(".runs.json", f".part-f{fold}-s{seed}.runs.json"))
+
+
+def merge_parts(records_path: Path) -> None:
+    """Fold the workers' part files into the records (atomically), then remove them."""
+    parts = sorted(records_path.parent.glob(records_path.name.replace(".runs.json", ".part-*.runs.json")))
+    if not parts:
+        return
+    records = json.loads(records_path.read_text(encoding="utf-8")) if records_path.exists() else {}
+    for part in parts:
+        for variant, runs in json.loads(part.read_text(encoding="utf-8")).items():
+            records.setdefault(variant, {}).update(runs)
+    atomic_write_text(records_path, json.dumps(records, ensure_ascii=False))
+    for part in parts:
+        part.unlink()
+    log.info("merged %d worker part(s) into %s", len(parts), records_path)
+
+
+def _run_workers(config: CVConfig, records_path: Path, workers: int) -> None:
+    """The (seed, fold) groups in ``workers`` processes, after the shared intermediate model is trained once here
+    (so no two workers train it). Each worker gets an equal share of the CPU threads; its log is
+    ``OUT/worker-f{fold}-s{seed}.log``. Raises when a worker fails, after merging what the others recorded."""
+    folds = config.run_folds if config.run_folds is not None else list(range(config.folds))
+    records = json.loads(records_path.read_text(encoding="utf-8")) if records_path.exists() else {}
+    groups = [(seed, fold) for seed in config.seeds for fold in folds
+              if any(records.get(v, {}).get(f"{fold}/{seed}", {}).get("config_hash") !=
+                     run_hash(run_config(config, v, fold, seed)) for v in config.variants)]
+    if not groups:
+        return
+    first = run_config(config, config.reference if config.reference in config.variants else
+                       next(iter(config.variants)), groups[0][1], groups[0][0])
+    intermediate_stage(first, setup(first.device))
+    config.out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers)),
+           "TOKENIZERS_PARALLELISM": "false"}
+
+    def work(group: tuple[int, int]) -> tuple[tuple[int, int], int]:
+        seed, fold = group
+        spec = config.model_copy(update={"run_folds": [fold], "seeds": [seed]}).model_dump_json()
+        with open(config.out / f"worker-f{fold}-s{seed}.log", "w", encoding="utf-8") as out:
+            done = subprocess.run([sys.executable, "-m", "mrc.crossval", str(_part_path(records_path, fold, seed))],
+                                  input=spec, text=True, stdout=out, stderr=subprocess.STDOUT, env=env)
+        return group, done.returncode
+
+    log.info("cross-validation: %d (seed, fold) groups in %d worker processes", len(groups), workers)
+    with ThreadPoolExecutor(workers) as pool:
+        failed = [group for group, code in pool.map(work, groups) if code != 0]
+    merge_parts(records_path)
+    if failed:
+        raise RuntimeError("cross-validation workers failed for (seed, fold) " + ", ".join(map(str, failed)) +
+                           f"; see {config.out}/worker-f*-s*.log (a second invocation resumes)")
 
 
 def _validation_figures(best: dict[str, Any]) -> dict[str, float]:
@@ -277,3 +344,8 @@ def verdicts(summary: dict[str, Any]) -> list[str]:
         lines.append(f"{name.split('-vs-')[0]}: {label} {p[f'{score}_diff']:+.2f} [{low:+.2f}, {high:+.2f}] vs "
                      f"{p['against']} on {p['questions']} questions × {p['runs']} runs — {side} {p['against']}")
     return lines
+
+
+if __name__ == "__main__":  # a worker of run_cv(workers > 1): the CVConfig JSON on stdin, the part file as argument
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    run_cv(CVConfig.model_validate_json(sys.stdin.read()), Path(sys.argv[1]))

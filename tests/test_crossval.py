@@ -102,3 +102,28 @@ def test_tiny_cross_validation_tests_every_question_once_and_resumes(tiny_encode
     summary = summarize(records, config)
     assert summary["variants"]["baseline"]["questions"] == len(ids)
     assert set(summary["paired"]) == {"high_lr"}
+
+
+def test_parallel_workers_record_the_same_protocol_and_merge_their_parts(tiny_encoder: Path, tmp_path: Path) -> None:
+    config = CVConfig(
+        base={"encoder": str(tiny_encoder), "train": [str(SAMPLE)], "epochs": 1, "progress": False,
+              "features": {"max_seq_length": 160, "doc_stride": 64}, "split": {"validation_share": 0.3},
+              "intermediate": {"data": [str(SAMPLE)], "cache": str(tmp_path / "intermediate")}},
+        variants={"baseline": {}, "high_lr": {"lr": 3e-3}}, folds=2, seeds=[1], out=tmp_path / "runs", bootstrap=500)
+    records_path = tmp_path / "par.runs.json"
+    records = run_cv(config, records_path, workers=2)
+    ids = sorted(e.id for e in read_dataset(SAMPLE))
+    for variant in ("baseline", "high_lr"):
+        assert sorted(records[variant]) == ["0/1", "1/1"]
+        assert sorted(q for run in records[variant].values() for q in run["questions"]) == ids
+    assert not list(tmp_path.glob("par.part-*.runs.json"))  # merged into the records, then removed
+    assert sorted(p.name for p in (tmp_path / "runs").glob("worker-*.log")) == ["worker-f0-s1.log", "worker-f1-s1.log"]
+    assert len(list((tmp_path / "intermediate").glob("best/stage.json"))) == 1  # trained once, before the workers
+
+    def must_not_train(config):
+        raise AssertionError(f"retrained {config.out}")
+
+    assert run_cv(config, records_path, train=must_not_train, workers=2) == records  # complete: no worker starts
+    # a part left by an interrupted parallel run is merged by the next invocation
+    (tmp_path / "par.part-f9-s9.runs.json").write_text(json.dumps({"extra": {"9/9": {"questions": {}}}}))
+    assert run_cv(config, records_path, train=must_not_train)["extra"] == {"9/9": {"questions": {}}}
