@@ -69,12 +69,17 @@ def test_category_macro_f1_per_variant_and_paired() -> None:
     assert summary["paired"]["joint-vs-twin"]["against"] == "twin"
 
 
-def test_tiny_cross_validation_tests_every_question_once_and_resumes(tiny_encoder: Path, tmp_path: Path) -> None:
-    config = CVConfig(
+def _tiny_config(tiny_encoder: Path, tmp_path: Path) -> CVConfig:
+    """Two variants, two folds, one seed on the shipped sample, with a shared intermediate stage."""
+    return CVConfig(
         base={"encoder": str(tiny_encoder), "train": [str(SAMPLE)], "epochs": 1, "progress": False,
               "features": {"max_seq_length": 160, "doc_stride": 64}, "split": {"validation_share": 0.3},
               "intermediate": {"data": [str(SAMPLE)], "cache": str(tmp_path / "intermediate")}},
         variants={"baseline": {}, "high_lr": {"lr": 3e-3}}, folds=2, seeds=[1], out=tmp_path / "runs", bootstrap=500)
+
+
+def test_tiny_cross_validation_tests_every_question_once_and_resumes(tiny_encoder: Path, tmp_path: Path) -> None:
+    config = _tiny_config(tiny_encoder, tmp_path)
     records_path = tmp_path / "tiny.runs.json"
     records = run_cv(config, records_path)
     ids = sorted(e.id for e in read_dataset(SAMPLE))
@@ -105,11 +110,7 @@ def test_tiny_cross_validation_tests_every_question_once_and_resumes(tiny_encode
 
 
 def test_parallel_workers_record_the_same_protocol_and_merge_their_parts(tiny_encoder: Path, tmp_path: Path) -> None:
-    config = CVConfig(
-        base={"encoder": str(tiny_encoder), "train": [str(SAMPLE)], "epochs": 1, "progress": False,
-              "features": {"max_seq_length": 160, "doc_stride": 64}, "split": {"validation_share": 0.3},
-              "intermediate": {"data": [str(SAMPLE)], "cache": str(tmp_path / "intermediate")}},
-        variants={"baseline": {}, "high_lr": {"lr": 3e-3}}, folds=2, seeds=[1], out=tmp_path / "runs", bootstrap=500)
+    config = _tiny_config(tiny_encoder, tmp_path)
     records_path = tmp_path / "par.runs.json"
     records = run_cv(config, records_path, workers=2)
     ids = sorted(e.id for e in read_dataset(SAMPLE))
