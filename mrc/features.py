@@ -74,7 +74,7 @@ def prepare_features(examples: list[Example], tokenizer: Any, config: FeatureCon
 def _context_ends(examples: list[Example], tokenizer: Any) -> dict[str, int]:
     """passage → end of its last token, from a tokenization without windows."""
     contexts = sorted({e.context for e in examples})
-    enc = tokenizer(contexts, add_special_tokens=False, return_offsets_mapping=True)
+    enc = tokenizer(contexts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     return {c: max((o[1] for o in offsets), default=0) for c, offsets in zip(contexts, enc["offset_mapping"])}
 
 
