@@ -55,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         add_hashes(records, config, recorded_elsewhere(records_path))
         atomic_write_text(records_path, json.dumps(records, ensure_ascii=False))
     else:
-        records = run_cv(config, records_path, workers=args.workers)
+        try:
+            records = run_cv(config, records_path, workers=args.workers)
+        except RuntimeError as err:  # a failed worker: the others' runs are recorded, a second call resumes
+            log.error("%s", err)
+            return 1
     summary = summarize(records, config)
     summary["test"] = summary["variants"].get(config.reference, {})
     summary.update({k: v for k, v in summary["variants"].items() if k not in summary})

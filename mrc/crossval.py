@@ -30,9 +30,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from kgutil.cli import set_dotted
+from kgutil.distributed import setup
 from kgutil.io import atomic_write_text
 from mrc.categories import set_metrics
-from kgutil.distributed import setup
 from mrc.train import TrainConfig, fingerprint, intermediate_stage, train_mrc
 
 log = logging.getLogger(__name__)
