@@ -46,6 +46,10 @@ def test_exact_and_overlap_rules_with_threshold_boundary(zh_index: EntityIndex) 
     assert loose["血小板无力症"] == ("overlap", 0.5)
     # Character multisets, not order: 尿糖 overlaps 多尿? 1 of 2 shared: not more than half.
     assert "多尿" not in matched(linker, "尿糖")
+    # Without the overlap rule only the exact link is left.
+    exact_only = EntityLinker(zh_index, LinkerConfig(top_k=10, overlap=False))
+    assert matched(exact_only, "血小板无力症") == {"血小板无力症": ("exact", 1.0)}
+    assert matched(exact_only, "血小板") == {}
 
 
 def test_links_carry_offsets_rule_type_and_topk(zh_index: EntityIndex) -> None:
