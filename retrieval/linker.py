@@ -31,9 +31,7 @@ class LinkerConfig(BaseModel):
     top_k: int = Field(4, ge=1, description="entities kept per candidate")
     overlap_threshold: float = Field(0.5, ge=0, lt=1, description="θ: shared units must exceed θ·|entity|")
     min_overlap_units: int = Field(2, ge=1, description="shorter candidates link by the exact rule only")
-    overlap: bool = Field(True, description="apply the overlap rule (False: exact and dense rules only; on the "
-                                            "CMedMRC dev file with CMeKG, 70% of links are overlap links and a "
-                                            "25-link sample of them held the mention's concept 6 times)")
+    overlap: bool = Field(True, description="apply the overlap rule (False: the exact and dense rules only)")
     faiss_candidates: int = Field(16, ge=1, description="n-gram neighbours checked per candidate")
     dense_threshold: float | None = Field(None, description="τ for the dense rule (needs a dense index)")
     segmenter: Literal["fast", "hybrid", "posseg"] = Field(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import sys
 from pathlib import Path
 
@@ -71,6 +72,22 @@ class Neighbourhood:
         return [f"{rels[r]}:{names[t if h == entity_id else h]}" for h, r, t in tr[rows]]
 
 
+def print_sample(linker: EntityLinker, examples: list, n: int, seed: int) -> int:
+    """Link every distinct passage; print the number of links per rule and ``n`` seeded random links of each."""
+    passages = sorted({e.context for e in examples})
+    by_rule: dict[str, list[tuple[str, Link]]] = {}
+    for passage, links in zip(passages, linker.link_many(passages)):
+        for link in links:
+            by_rule.setdefault(link.rule, []).append((passage, link))
+    rng = random.Random(seed)
+    print("links per rule: " + ", ".join(f"{rule} {len(v)}" for rule, v in sorted(by_rule.items())))
+    for rule, found in sorted(by_rule.items()):
+        for passage, link in rng.sample(found, min(n, len(found))):
+            context = passage[max(0, link.start - 6):link.end + 6].replace("\n", " ")
+            print(f"{rule:<8} {passage[link.start:link.end]:<10} → {link.entity:<12} ({link.type or '-'})  …{context}…")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("text", nargs="?", help="free text to link")
@@ -78,20 +95,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, help="SQuAD/CMedMRC-format dataset file")
     p.add_argument("--id", help="question id in --data: links the question and its passage")
     add_field_args(p, LinkCLIConfig, {"store": "store", "uri": "connection.uri"})
-    add_field_args(p, LinkCLIConfig, ["linker.segmenter", "linker.top_k"])
+    add_field_args(p, LinkCLIConfig, ["linker.segmenter", "linker.top_k", "linker.overlap", "linker.overlap_threshold"])
+    p.add_argument("--sample", type=int, metavar="N", help="with --data: link every passage and print N random "
+                   "links per rule (mention → entity, in context) to judge link precision by hand")
+    p.add_argument("--seed", type=int, default=0, help="the --sample draw")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--html", type=Path, help="also write a self-contained HTML view of the links here")
     add_common_args(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
-    if (args.text is None) == (args.id is None):
-        p.error("give either TEXT or --data FILE --id QUESTION_ID")
+    if (args.text is not None) + (args.id is not None) + (args.sample is not None) != 1:
+        p.error("give TEXT, or --data FILE --id QUESTION_ID, or --data FILE --sample N")
     try:
         config = build_config(LinkCLIConfig, args)
         index = EntityIndex.load(config.index)
+        if (args.id or args.sample) and args.data is None:
+            p.error("--id and --sample need --data")
+        if args.sample:
+            return print_sample(EntityLinker(index, config.linker), read_dataset(args.data), args.sample, args.seed)
         if args.id:
-            if args.data is None:
-                p.error("--id needs --data")
             example = next((e for e in read_dataset(args.data) if e.id == args.id), None)
             if example is None:
                 log.error("%s: no question with id %r", args.data, args.id)

@@ -144,10 +144,8 @@ def test_prediction_and_report_views_in_a_browser(tmp_path: Path) -> None:
     assert examples[0].answers[0].text in dom.by_class["answer"]
 
 
-def test_link_cli_writes_a_page_that_matches_its_json(tmp_path: Path) -> None:
-    import json
-    import sys
-
+def _sample_index(tmp_path: Path) -> Path:
+    """The entity index of the shipped sample KG."""
     from kgutil.cli import read_config_file
     from kg.reader import TripleReader
     from kg.records import ReaderConfig
@@ -157,6 +155,27 @@ def test_link_cli_writes_a_page_that_matches_its_json(tmp_path: Path) -> None:
     reader = ReaderConfig.model_validate(read_config_file(ROOT / "configs/kg/sample.yaml")["reader"])
     snapshot_from_records(TripleReader(reader).read([ROOT / "examples/sample_kg.tsv"]), tmp_path / "snap")
     build_index(Snapshot.load(tmp_path / "snap"), IndexConfig(progress=False), tmp_path / "idx")
+    return tmp_path / "idx"
+
+
+def test_link_cli_prints_a_sample_per_rule_to_judge_precision(tmp_path: Path) -> None:
+    import sys
+
+    command = [sys.executable, str(ROOT / "scripts" / "link_entities.py"), "--index", str(_sample_index(tmp_path)),
+               "--data", str(ROOT / "examples" / "sample_mrc.json"), "--sample", "2"]
+    both = subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()
+    counts = dict(part.rsplit(" ", 1) for part in both[0].removeprefix("links per rule: ").split(", "))
+    assert len(both) - 1 == sum(min(2, int(n)) for n in counts.values())  # up to N links of each rule
+    exact = subprocess.run(command + ["--no-overlap"], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert exact[0] == f"links per rule: exact {counts['exact']}"  # the overlap rule off: its links are gone
+    assert all(line.startswith("exact") and " → " in line for line in exact[1:])
+
+
+def test_link_cli_writes_a_page_that_matches_its_json(tmp_path: Path) -> None:
+    import json
+    import sys
+
+    _sample_index(tmp_path)
     example = read_dataset(ROOT / "examples" / "sample_mrc.json")[0]
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "link_entities.py"), "--index",
                           str(tmp_path / "idx"), "--data", str(ROOT / "examples" / "sample_mrc.json"), "--id",
