@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pydantic_core
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch.nn.parallel import DistributedDataParallel
@@ -124,10 +125,31 @@ class TrainConfig(BaseModel):
                           "for models trained without the span loss)")
 
 
-def fingerprint(config: BaseModel, exclude: set[str] = frozenset()) -> str:
-    """Identity of a config's settings: the fields that differ from their defaults (so a setting added later with
-    a default keeps earlier fingerprints), minus ``exclude``."""
-    return config.model_dump_json(exclude=set(exclude), exclude_defaults=True)
+FINGERPRINT_DEFAULTS = json.loads(Path(__file__).with_name("fingerprint_defaults.json").read_text(encoding="utf-8"))
+
+
+def fingerprint(config: TrainConfig, exclude: set[str] = frozenset()) -> str:
+    """Identity of a config's settings, minus ``exclude``: the settings that differ from the recipe frozen in
+    ``fingerprint_defaults.json`` (the defaults when fingerprints began; never edit it), and of settings added
+    since, those that differ from their defaults. Changing a default therefore changes the fingerprint of the runs
+    that use the new value and of no recorded run; adding a setting with a default changes none."""
+    data = config.model_dump(mode="json", exclude=set(exclude))
+    return pydantic_core.to_json(_differences(data, FINGERPRINT_DEFAULTS, type(config)().model_dump(mode="json"))
+                                 ).decode()
+
+
+def _differences(data: dict[str, Any], frozen: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``data`` that differ from ``frozen`` (or, where ``frozen`` lacks the key, from ``current``),
+    recursing into nested settings (dicts whose reference is a non-empty dict)."""
+    out = {}
+    for key, value in data.items():
+        reference = frozen[key] if key in frozen else current.get(key)
+        if isinstance(value, dict) and isinstance(reference, dict) and reference:
+            if nested := _differences(value, frozen.get(key, {}), current.get(key, {})):
+                out[key] = nested
+        elif value != reference:
+            out[key] = value
+    return out
 
 
 @dataclass

@@ -128,3 +128,18 @@ def test_parallel_workers_record_the_same_protocol_and_merge_their_parts(tiny_en
     # a part left by an interrupted parallel run is merged by the next invocation
     (tmp_path / "par.part-f9-s9.runs.json").write_text(json.dumps({"extra": {"9/9": {"questions": {}}}}))
     assert run_cv(config, records_path, train=must_not_train)["extra"] == {"9/9": {"questions": {}}}
+
+
+def test_changing_a_default_never_relabels_recorded_runs() -> None:
+    """Fingerprints are relative to the recipe frozen in mrc/fingerprint_defaults.json, not to today's defaults."""
+    from mrc.train import TrainConfig, fingerprint
+
+    class Later(TrainConfig):  # a later recipe: 6 epochs by default, and a new setting
+        epochs: int = 6
+        new_setting: int = 3
+
+    assert fingerprint(Later(epochs=4)) == fingerprint(TrainConfig())  # a recorded 4-epoch run keeps its identity
+    assert fingerprint(Later()) == '{"epochs":6}'  # the new default is a different run
+    assert fingerprint(Later(epochs=4, new_setting=5)) == '{"new_setting":5}'  # a new setting counts when set
+    changed = json.loads(fingerprint(TrainConfig(lr=5e-5, features={"max_seq_length": 512})))
+    assert changed == {"features": {"max_seq_length": 512}, "lr": 5e-5}  # nested settings: only what differs
