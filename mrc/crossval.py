@@ -103,9 +103,9 @@ def run_cv(config: CVConfig, records_path: Path, train: Callable[[TrainConfig], 
         key = f"{fold}/{seed}"
         run = run_config(config, variant, fold, seed)
         digest = run_hash(run)
+        if _is_recorded(records, variant, fold, seed, digest):
+            continue
         if key in records.get(variant, {}):
-            if records[variant][key]["config_hash"] == digest:
-                continue
             log.warning("%s, fold %d, seed %d: its config changed since it was recorded; training it again",
                         variant, fold, seed)
         if digest in elsewhere:
@@ -125,6 +125,11 @@ def run_cv(config: CVConfig, records_path: Path, train: Callable[[TrainConfig], 
             "train_seconds": round(sum(h["seconds"] for h in result.history), 1)}
         atomic_write_text(records_path, json.dumps(records, ensure_ascii=False))
     return records
+
+
+def _is_recorded(records: dict[str, Any], variant: str, fold: int, seed: int, digest: str) -> bool:
+    """Whether ``records`` hold this run trained with the config whose run hash is ``digest``."""
+    return records.get(variant, {}).get(f"{fold}/{seed}", {}).get("config_hash") == digest
 
 
 def _part_path(records_path: Path, fold: int, seed: int) -> Path:
@@ -153,8 +158,8 @@ def _run_workers(config: CVConfig, records_path: Path, workers: int) -> None:
     folds = config.run_folds if config.run_folds is not None else list(range(config.folds))
     records = json.loads(records_path.read_text(encoding="utf-8")) if records_path.exists() else {}
     groups = [(seed, fold) for seed in config.seeds for fold in folds
-              if any(records.get(v, {}).get(f"{fold}/{seed}", {}).get("config_hash") !=
-                     run_hash(run_config(config, v, fold, seed)) for v in config.variants)]
+              if not all(_is_recorded(records, v, fold, seed, run_hash(run_config(config, v, fold, seed)))
+                         for v in config.variants)]
     if not groups:
         return
     first = run_config(config, config.reference if config.reference in config.variants else
