@@ -1,14 +1,21 @@
 #!/usr/bin/env python
 """TransE vs TransR vs PTransE on one split of a KG snapshot (default: the xywy disease KG).
 
-Same split, dim and epochs for every model. Reports filtered MRR, Hits@1/3/10, seconds per epoch, and PCRA
-path-extraction time and peak memory. Targets (2 cores): TransE ≤ 40 s/epoch at dim 100; PTransE epoch ≤ 3×
-TransE; PTransE MRR ≥ TransE MRR.
+Same split, dim and epochs for every model, each trained in a fresh process so that its peak RSS is its own.
+Reports filtered MRR, Hits@1/3/10 beside the relation-conditional popularity baseline on the same test triples,
+seconds per epoch, peak RSS, and PCRA path-extraction time and peak memory (a process that only extracts paths).
+Targets (2 cores): TransE ≤ 40 s/epoch at dim 100; PTransE epoch ≤ 3× TransE; PTransE MRR ≥ TransE MRR; path
+extraction and PTransE training under 4 GB on xywy, under 12 GB on CMeKG.
+
+  python bench/kg_embeddings.py                                           # xywy: TransE, TransR, PTransE
+  python bench/kg_embeddings.py --snapshot CMEKG/snapshot --epochs 6 --models transe ptranse --name kg_embeddings_cmekg
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -22,6 +29,9 @@ from kgutil.cli import setup_logging
 from kg.embeddings import EmbeddingConfig, train_embeddings
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
 def paths_peak_rss_mb(snapshot: Path) -> int:
     """Peak RSS of a fresh process that loads the snapshot, splits it and extracts the PCRA paths."""
     code = ("import sys, resource\nfrom kg.snapshot import Snapshot\nfrom kg.embeddings import split_snapshot\n"
@@ -29,50 +39,70 @@ def paths_peak_rss_mb(snapshot: Path) -> int:
             "train = split_snapshot(s, (0.8, 0.1, 0.1), 42)[0]\n"
             "extract_paths(train.mapped_triples.numpy(), s.num_entities, s.num_relations, progress=False)\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
-    out = subprocess.run([sys.executable, "-c", code, str(snapshot)], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code, str(snapshot)], capture_output=True, text=True, check=True,
+                         cwd=ROOT)
     return int(out.stdout.split()[-1])
 
 
+def train_in_fresh_process(config: EmbeddingConfig) -> dict:
+    """Train one model in a new process (``--worker``, the config as JSON on stdin): its figures and peak RSS."""
+    out = subprocess.run([sys.executable, "-m", "bench.kg_embeddings", "--worker"], input=config.model_dump_json(),
+                         stdout=subprocess.PIPE, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def worker() -> None:
+    """Train the EmbeddingConfig read from stdin; print one JSON line of figures."""
+    t0 = time.perf_counter()
+    result = train_embeddings(EmbeddingConfig.model_validate_json(sys.stdin.read()))
+    figures = {**{k: round(v, 4) for k, v in result.metrics.items()},
+               "seconds_per_epoch": round(result.seconds_per_epoch, 2),
+               "total_seconds": round(time.perf_counter() - t0, 1), "final_loss": round(result.losses[-1], 4),
+               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+               "popularity": {k: round(v, 4) for k, v in (result.popularity or {}).items()}}
+    if result.config.model == "ptranse":
+        figures.update(path_seconds=round(result.path_seconds, 1),
+                       path_stats={k: round(v, 4) for k, v in result.path_stats.items()})
+    print(json.dumps(figures))
+
+
 def main() -> None:
-    root = Path(__file__).resolve().parent.parent
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--snapshot", type=Path, help="existing snapshot (default: build one from --triples)")
     p.add_argument("--triples", type=Path, default=SHARED / "data/kg/xywy_triples.tsv")
-    p.add_argument("--kg-config", type=Path, default=root / "configs/kg/xywy.yaml")
+    p.add_argument("--kg-config", type=Path, default=ROOT / "configs/kg/xywy.yaml")
     p.add_argument("--dim", type=int, default=100)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--eval-max-triples", type=int, default=5000)
     p.add_argument("--models", nargs="+", default=["transe", "transr", "ptranse"])
+    p.add_argument("--name", default="kg_embeddings", help="writes bench/results/NAME.json")
+    p.add_argument("--memory-target-mb", type=int, default=4096, help="peak RSS target of paths and PTransE")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one model, config on stdin
     args = p.parse_args()
+    if args.worker:
+        return worker()
     setup_logging("INFO")
     work = Path(tempfile.mkdtemp(prefix="kgmrc-emb-bench-"))
     try:
         snapshot = args.snapshot or build_snapshot(args.triples, args.kg_config, work)
         results = {}
         for model in args.models:
-            t0 = time.perf_counter()
-            result = train_embeddings(EmbeddingConfig(
+            results[model] = train_in_fresh_process(EmbeddingConfig(
                 kg=snapshot, out=work / model, model=model, dim=args.dim, epochs=args.epochs,
                 eval_max_triples=args.eval_max_triples, resume=False, progress=False))
-            results[model] = {
-                **{k: round(v, 4) for k, v in result.metrics.items()},
-                "seconds_per_epoch": round(result.seconds_per_epoch, 2),
-                "total_seconds": round(time.perf_counter() - t0, 1),
-                "final_loss": round(result.losses[-1], 4),
-            }
+            popularity = results[model].pop("popularity")
             if model == "ptranse":
-                results[model].update({"path_seconds": round(result.path_seconds, 1),
-                                       "path_stats": {k: round(v, 4) for k, v in result.path_stats.items()},
-                                       "path_extraction_peak_rss_mb": paths_peak_rss_mb(snapshot)})
+                results[model]["path_extraction_peak_rss_mb"] = paths_peak_rss_mb(snapshot)
+        results["popularity"] = popularity  # the same test triples for every model
         figures = {"snapshot": str(snapshot), "dim": args.dim, "epochs": args.epochs,
                    "eval_max_triples": args.eval_max_triples, "models": results,
                    "targets": {"transe_seconds_per_epoch_max": 40, "ptranse_epoch_ratio_max": 3.0,
-                               "ptranse_mrr_at_least_transe": True}}
+                               "ptranse_mrr_at_least_transe": True, "peak_rss_mb_max": args.memory_target_mb}}
         if "transe" in results and "ptranse" in results:
             figures["ptranse_epoch_ratio"] = round(results["ptranse"]["seconds_per_epoch"]
                                                    / results["transe"]["seconds_per_epoch"], 2)
             figures["ptranse_minus_transe_mrr"] = round(results["ptranse"]["mrr"] - results["transe"]["mrr"], 4)
-        write_result("kg_embeddings", figures)
+        write_result(args.name, figures)
     finally:
         arcadedb.stop_server(work / "store" / "arcadedb")
         shutil.rmtree(work, ignore_errors=True)

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kg.embeddings import EmbeddingConfig, KGEmbeddings, eval_slice_size, split_snapshot, train_embeddings
 from kg.embeddings.pcra import PAD, extract_paths
@@ -40,6 +42,33 @@ def test_pcra_reliabilities_match_hand_computation() -> None:
                     [A, R0, B]) == {(R1, PAD): 1.0}
     one_step = extract_paths(HAND_KG, 4, 3, max_length=1, threshold=0.0, progress=False)
     assert paths_of(one_step, [A, R2, D]) == {}
+
+
+@st.composite
+def small_kgs(draw: st.DrawFn) -> tuple[np.ndarray, int, int]:
+    entities, relations = draw(st.integers(2, 6)), draw(st.integers(1, 3))
+    triple = st.tuples(st.integers(0, entities - 1), st.integers(0, relations - 1), st.integers(0, entities - 1))
+    return np.array(draw(st.lists(triple, min_size=1, max_size=14, unique=True)), dtype=np.int64), entities, relations
+
+
+@settings(max_examples=60, deadline=None)
+@given(kg=small_kgs(), block=st.sampled_from([1, 3, 2_000_000]))
+def test_pcra_paths_equal_the_dense_matrix_products(kg: tuple[np.ndarray, int, int], block: int) -> None:
+    """Every path and reliability equals [P_s]_{h,t} or [P_s1 P_s2]_{h,t} from dense row-normalised adjacencies,
+    whatever the block size."""
+    triples, entities, relations = kg
+    steps = 2 * relations
+    adjacency = np.zeros((steps, entities, entities))
+    for h, r, t in triples:
+        adjacency[r, h, t] = adjacency[r + relations, t, h] = 1.0
+    p = adjacency / np.maximum(adjacency.sum(axis=2, keepdims=True), 1.0)
+    paths = extract_paths(triples, entities, relations, threshold=0.0, max_paths=steps * steps + steps,
+                          block=block, progress=False)
+    for h, r, t in triples:
+        expected = {(s, PAD): round(float(p[s, h, t]), 6) for s in range(steps) if p[s, h, t] > 0 and s != r}
+        expected |= {(s1, s2): round(float((p[s1] @ p[s2])[h, t]), 6) for s1 in range(steps) for s2 in range(steps)
+                     if (p[s1] @ p[s2])[h, t] > 0}
+        assert paths_of(paths, [h, r, t]) == expected
 
 
 def test_path_composition_adds_relations_and_subtracts_reverses() -> None:

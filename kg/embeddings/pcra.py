@@ -6,21 +6,20 @@ holds equally among its successors by that step::
 
     R_p(m) = Σ_{n ∈ S_{i-1}(·, m)} R_p(n) / |S_i(n, ·)|          R(p | h, t) = R_p(t)
 
-With the row-normalised adjacency P_s = D_s⁻¹ A_s this is R(p | h, t) = [P_{s₁} ⋯ P_{s_l}]_{h,t}, so all
-reliabilities of one first step s₁ come from one sparse product P_{s₁} · [P_1 | … | P_{2R}] (block columns by
-second step), restricted to the (h, t) pairs that carry a training triple. Nothing loops over entity pairs.
+With the row-normalised adjacency P_s = D_s⁻¹ A_s this is R(p | h, t) = [P_{s₁} ⋯ P_{s_l}]_{h,t}; for two steps
+R(s₁, s₂ | h, t) = Σ_{m ∈ N(h) ∩ N(t)} P_{s₁}[h, m] · P_{s₂}[m, t]. Only pairs (h, t) that carry a training
+triple are needed, so the middle nodes m are enumerated per pair from its lower-degree end and checked against
+the other end: the work is Σ_(h,t) min(deg h, deg t), not every two-hop neighbour of every head, and memory is
+bounded by ``block`` (pairs are processed in blocks of at most that many candidate middle nodes).
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-log = logging.getLogger(__name__)
 
 PAD = -1
 
@@ -46,21 +45,32 @@ class PathSet:
         return float((self.reliability > 0).any(axis=1).mean()) if len(self.triples) else 0.0
 
 
-def step_matrices(triples: np.ndarray, num_entities: int, num_relations: int) -> list[sp.csr_matrix]:
-    """Row-normalised adjacency P_s for every step s in 0..2R-1 (forward relations, then reverses)."""
+def _step_edges(triples: np.ndarray, num_entities: int, num_relations: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every step edge a →s b once, sorted by (a, b, s): (key a·E + b, step s, P_s[a, b] = 1 / |S_s(a, ·)|)."""
+    n_steps, e = 2 * num_relations, num_entities
     h, r, t = triples[:, 0], triples[:, 1], triples[:, 2]
-    mats = []
-    for heads, tails in ((h, t), (t, h)):
-        for rel in range(num_relations):
-            sel = r == rel
-            a = sp.csr_matrix((np.ones(int(sel.sum()), dtype=np.float64), (heads[sel], tails[sel])),
-                              shape=(num_entities, num_entities))
-            a.sum_duplicates()
-            a.data[:] = 1.0
-            out_degree = np.asarray(a.sum(axis=1)).ravel()
-            inv = np.divide(1.0, out_degree, out=np.zeros_like(out_degree), where=out_degree > 0)
-            mats.append(sp.csr_matrix(sp.diags(inv) @ a))
-    return mats
+    src, step, dst = np.concatenate([h, t]), np.concatenate([r, r + num_relations]), np.concatenate([t, h])
+    code = np.unique((src * n_steps + step) * e + dst)  # (a, s, b) once each, grouped by (a, s)
+    source_step, dst = np.divmod(code, e)
+    _, group, out_degree = np.unique(source_step, return_inverse=True, return_counts=True)
+    src, step = np.divmod(source_step, n_steps)
+    key = src * e + dst
+    order = np.lexsort((step, key))
+    return key[order], step[order], 1.0 / out_degree[group][order]
+
+
+def _ranges(sorted_keys: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(start, count) of each query's run in ``sorted_keys``."""
+    start = np.searchsorted(sorted_keys, queries, side="left")
+    return start, np.searchsorted(sorted_keys, queries, side="right") - start
+
+
+def _expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(owner, offset) for every element of consecutive runs of lengths ``counts``: owner i repeated counts[i]
+    times, offset 0..counts[i]-1."""
+    owner = np.repeat(np.arange(len(counts)), counts)
+    return owner, np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
 def extract_paths(
@@ -71,7 +81,7 @@ def extract_paths(
     max_length: int = 2,
     max_paths: int = 8,
     threshold: float = 0.01,
-    row_block: int = 4096,
+    block: int = 2_000_000,
     progress: bool = True,
 ) -> PathSet:
     """Paths of length 1..``max_length`` (1 or 2) between the ends of every triple, with PCRA reliabilities.
@@ -82,39 +92,48 @@ def extract_paths(
     if max_length not in (1, 2):
         raise ValueError("max_length must be 1 or 2")
     triples = np.asarray(triples, dtype=np.int64)
-    n_steps = 2 * num_relations
-    mats = step_matrices(triples, num_entities, num_relations)
-    pair_keys = np.unique(triples[:, 0] * num_entities + triples[:, 2])
+    e, n_steps = num_entities, 2 * num_relations
+    key, step, prob = _step_edges(triples, e, num_relations)
+    pair_keys = np.unique(triples[:, 0] * e + triples[:, 2])
+    heads, tails = np.divmod(pair_keys, e)
 
-    found_key: list[np.ndarray] = []  # pair key h*E+t
-    found_steps: list[np.ndarray] = []  # [n, 2], PAD second step for length 1
-    found_rel: list[np.ndarray] = []
+    start, count = _ranges(key, pair_keys)  # length 1: the pair's own edges, each step a path
+    owner, offset = _expand(count)
+    one = start[owner] + offset
+    hit = prob[one] >= threshold
+    found_key, found_rel = [pair_keys[owner[hit]]], [prob[one[hit]]]
+    found_steps = [np.stack([step[one[hit]], np.full(int(hit.sum()), PAD)], axis=1)]
 
-    def keep(h: np.ndarray, t: np.ndarray, s1: np.ndarray, s2: np.ndarray, value: np.ndarray) -> None:
-        key = h * num_entities + t
-        pos = np.searchsorted(pair_keys, key)
-        hit = (pos < len(pair_keys)) & (pair_keys[np.minimum(pos, len(pair_keys) - 1)] == key) & (value >= threshold)
-        if hit.any():
-            found_key.append(key[hit])
-            found_steps.append(np.stack([s1[hit], s2[hit]], axis=1))
-            found_rel.append(value[hit])
-
-    for s, mat in enumerate(mats):  # length-1 paths
-        coo = mat.tocoo()
-        keep(coo.row.astype(np.int64), coo.col.astype(np.int64), np.full(coo.nnz, s), np.full(coo.nnz, PAD),
-             coo.data)
     if max_length == 2:
-        second = sp.hstack(mats, format="csr")  # column block s2 holds P_{s2}
-        for s1 in tqdm(range(n_steps), desc="PCRA paths", unit="step", disable=not progress):
-            first = mats[s1]
-            rows = np.flatnonzero(np.diff(first.indptr))
-            for start in range(0, len(rows), row_block):
-                block_rows = rows[start:start + row_block]
-                prod = (first[block_rows] @ second).tocoo()
-                if prod.nnz == 0:
-                    continue
-                s2, t = np.divmod(prod.col.astype(np.int64), num_entities)
-                keep(block_rows[prod.row].astype(np.int64), t, np.full(prod.nnz, s1), s2, prod.data)
+        linked = np.unique(key)  # node pairs joined by some step: symmetric, as every step has its reverse
+        neighbour_ptr = np.searchsorted(linked // e, np.arange(e + 1))
+        neighbour = linked % e
+        degree = np.diff(neighbour_ptr)
+        near = np.where(degree[heads] <= degree[tails], heads, tails)  # enumerate middles from this end
+        far = np.where(near == heads, tails, heads)
+        block_of = np.cumsum(degree[near]) // block  # blocks of ≈ ``block`` candidate middles
+        cuts = np.flatnonzero(np.diff(block_of)) + 1
+        for lo, hi in tqdm(list(zip(np.r_[0, cuts], np.r_[cuts, len(pair_keys)])), desc="PCRA paths",
+                           unit="block", disable=not progress):
+            pairs = np.arange(lo, hi)
+            owner, offset = _expand(degree[near[pairs]])
+            middle = neighbour[neighbour_ptr[near[pairs]][owner] + offset]
+            pair = pairs[owner]
+            joined = _ranges(linked, middle * e + far[pair])[1] > 0
+            pair, middle = pair[joined], middle[joined]
+            first, n_first = _ranges(key, heads[pair] * e + middle)
+            second, n_second = _ranges(key, middle * e + tails[pair])
+            owner, offset = _expand(n_first * n_second)
+            i1 = first[owner] + offset // n_second[owner]
+            i2 = second[owner] + offset % n_second[owner]
+            group, slot = np.unique((pair[owner] * n_steps + step[i1]) * n_steps + step[i2], return_inverse=True)
+            reliability = np.bincount(slot, weights=prob[i1] * prob[i2])
+            keep = reliability >= threshold
+            pair_step, s2 = np.divmod(group[keep], n_steps)
+            pair_index, s1 = np.divmod(pair_step, n_steps)
+            found_key.append(pair_keys[pair_index])
+            found_steps.append(np.stack([s1, s2], axis=1))
+            found_rel.append(reliability[keep])
     return _per_triple(triples, num_entities, pair_keys, found_key, found_steps, found_rel, max_paths)
 
 
