@@ -8,6 +8,7 @@ Targets (2 cores): TransE ≤ 40 s/epoch at dim 100; PTransE epoch ≤ 3× Trans
 extraction and PTransE training under 4 GB on xywy, under 12 GB on CMeKG.
 
   python bench/kg_embeddings.py                                           # xywy: TransE, TransR, PTransE
+  python bench/kg_embeddings.py --models transe ptranse ptranse3          # ptranse3: paths of up to 3 steps
   python bench/kg_embeddings.py --snapshot CMEKG/snapshot --epochs 6 --models transe ptranse --name kg_embeddings_cmekg
 """
 
@@ -30,14 +31,16 @@ from kg.embeddings import EmbeddingConfig, train_embeddings
 
 
 ROOT = Path(__file__).resolve().parent.parent
+VARIANTS = {"ptranse3": ("ptranse", {"path_max_length": 3})}  # bench names beyond the registry's: (model, settings)
 
 
-def paths_peak_rss_mb(snapshot: Path) -> int:
+def paths_peak_rss_mb(snapshot: Path, max_length: int) -> int:
     """Peak RSS of a fresh process that loads the snapshot, splits it and extracts the PCRA paths."""
     code = ("import sys, resource\nfrom kg.snapshot import Snapshot\nfrom kg.embeddings import split_snapshot\n"
             "from kg.embeddings.pcra import extract_paths\ns = Snapshot.load(sys.argv[1])\n"
             "train = split_snapshot(s, (0.8, 0.1, 0.1), 42)[0]\n"
-            "extract_paths(train.mapped_triples.numpy(), s.num_entities, s.num_relations, progress=False)\n"
+            "extract_paths(train.mapped_triples.numpy(), s.num_entities, s.num_relations, progress=False,\n"
+            f"              max_length={max_length})\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
     out = subprocess.run([sys.executable, "-c", code, str(snapshot)], capture_output=True, text=True, check=True,
                          cwd=ROOT)
@@ -86,13 +89,14 @@ def main() -> None:
     try:
         snapshot = args.snapshot or build_snapshot(args.triples, args.kg_config, work)
         results = {}
-        for model in args.models:
-            results[model] = train_in_fresh_process(EmbeddingConfig(
-                kg=snapshot, out=work / model, model=model, dim=args.dim, epochs=args.epochs,
-                eval_max_triples=args.eval_max_triples, resume=False, progress=False))
-            popularity = results[model].pop("popularity")
+        for name in args.models:
+            model, settings = VARIANTS.get(name, (name, {}))
+            config = EmbeddingConfig(kg=snapshot, out=work / name, model=model, dim=args.dim, epochs=args.epochs,
+                                     eval_max_triples=args.eval_max_triples, resume=False, progress=False, **settings)
+            results[name] = train_in_fresh_process(config)
+            popularity = results[name].pop("popularity")
             if model == "ptranse":
-                results[model]["path_extraction_peak_rss_mb"] = paths_peak_rss_mb(snapshot)
+                results[name]["path_extraction_peak_rss_mb"] = paths_peak_rss_mb(snapshot, config.path_max_length)
         results["popularity"] = popularity  # the same test triples for every model
         figures = {"snapshot": str(snapshot), "dim": args.dim, "epochs": args.epochs,
                    "eval_max_triples": args.eval_max_triples, "models": results,

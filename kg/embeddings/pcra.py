@@ -10,7 +10,9 @@ With the row-normalised adjacency P_s = D_s⁻¹ A_s this is R(p | h, t) = [P_{s
 R(s₁, s₂ | h, t) = Σ_{m ∈ N(h) ∩ N(t)} P_{s₁}[h, m] · P_{s₂}[m, t]. Only pairs (h, t) that carry a training
 triple are needed, so the middle nodes m are enumerated per pair from its lower-degree end and checked against
 the other end: the work is Σ_(h,t) min(deg h, deg t), not every two-hop neighbour of every head, and memory is
-bounded by ``block`` (pairs are processed in blocks of at most that many candidate middle nodes).
+bounded by ``block`` (pairs are processed in blocks of at most that many candidate middle nodes). Three steps
+(``max_length=3``, as in the paper's 3-step PTransE) use that a path's reliability is at most each of its
+factors: only edges with P ≥ threshold can carry one (``StepGraph.three_steps``).
 """
 
 from __future__ import annotations
@@ -45,21 +47,6 @@ class PathSet:
         return float((self.reliability > 0).any(axis=1).mean()) if len(self.triples) else 0.0
 
 
-def _step_edges(triples: np.ndarray, num_entities: int, num_relations: int
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every step edge a →s b once, sorted by (a, b, s): (key a·E + b, step s, P_s[a, b] = 1 / |S_s(a, ·)|)."""
-    n_steps, e = 2 * num_relations, num_entities
-    h, r, t = triples[:, 0], triples[:, 1], triples[:, 2]
-    src, step, dst = np.concatenate([h, t]), np.concatenate([r, r + num_relations]), np.concatenate([t, h])
-    code = np.unique((src * n_steps + step) * e + dst)  # (a, s, b) once each, grouped by (a, s)
-    source_step, dst = np.divmod(code, e)
-    _, group, out_degree = np.unique(source_step, return_inverse=True, return_counts=True)
-    src, step = np.divmod(source_step, n_steps)
-    key = src * e + dst
-    order = np.lexsort((step, key))
-    return key[order], step[order], 1.0 / out_degree[group][order]
-
-
 def _ranges(sorted_keys: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(start, count) of each query's run in ``sorted_keys``."""
     start = np.searchsorted(sorted_keys, queries, side="left")
@@ -73,6 +60,121 @@ def _expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return owner, np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
+def _group_sum(codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct codes, the sum of ``values`` per code)."""
+    distinct, slot = np.unique(codes, return_inverse=True)
+    return distinct, np.bincount(slot, weights=values, minlength=len(distinct))
+
+
+@dataclass
+class StepGraph:
+    """Every step edge a →s b once, sorted by (a, b, s): ``key`` a·E + b, ``step`` s, ``prob`` P_s[a, b] =
+    1 / |S_s(a, ·)|; and the neighbour lists (``linked``: the sorted keys of node pairs joined by some step,
+    symmetric because every step has its reverse)."""
+
+    num_entities: int
+    num_steps: int
+    key: np.ndarray
+    step: np.ndarray
+    prob: np.ndarray
+    linked: np.ndarray
+    neighbour_ptr: np.ndarray
+
+    @classmethod
+    def build(cls, triples: np.ndarray, num_entities: int, num_relations: int) -> "StepGraph":
+        n_steps, e = 2 * num_relations, num_entities
+        h, r, t = triples[:, 0], triples[:, 1], triples[:, 2]
+        src, step, dst = np.concatenate([h, t]), np.concatenate([r, r + num_relations]), np.concatenate([t, h])
+        code = np.unique((src * n_steps + step) * e + dst)  # (a, s, b) once each, grouped by (a, s)
+        source_step, dst = np.divmod(code, e)
+        _, group, out_degree = np.unique(source_step, return_inverse=True, return_counts=True)
+        src, step = np.divmod(source_step, n_steps)
+        key = src * e + dst
+        order = np.lexsort((step, key))
+        linked = np.unique(key)
+        return cls(e, n_steps, key[order], step[order], 1.0 / out_degree[group][order], linked,
+                   np.searchsorted(linked // e, np.arange(e + 1)))
+
+    @property
+    def degree(self) -> np.ndarray:
+        return np.diff(self.neighbour_ptr)
+
+    def neighbours(self, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(owner i, m) for every neighbour m of nodes[i]."""
+        owner, offset = _expand(self.degree[nodes])
+        return owner, self.linked[self.neighbour_ptr[nodes][owner] + offset] % self.num_entities
+
+    def edges(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(owner i, edge row) for every step edge a[i] → b[i]."""
+        start, count = _ranges(self.key, a * self.num_entities + b)
+        owner, offset = _expand(count)
+        return owner, start[owner] + offset
+
+    def middles(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(owner i, m) for every m ∈ N(a[i]) ∩ N(b[i]), enumerated from the lower-degree end."""
+        near = np.where(self.degree[a] <= self.degree[b], a, b)
+        far = np.where(near == a, b, a)
+        owner, middle = self.neighbours(near)
+        joined = _ranges(self.linked, middle * self.num_entities + far[owner])[1] > 0
+        return owner[joined], middle[joined]
+
+    def two_steps(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct codes (i·S + s₁)·S + s₂ with R(s₁, s₂ | a[i], b[i]) = Σ_m P_{s₁}[a_i, m] P_{s₂}[m, b_i] > 0."""
+        owner, middle = self.middles(a, b)
+        first, n_first = _ranges(self.key, a[owner] * self.num_entities + middle)
+        second, n_second = _ranges(self.key, middle * self.num_entities + b[owner])
+        pair, offset = _expand(n_first * n_second)
+        i1 = first[pair] + offset // n_second[pair]
+        i2 = second[pair] + offset % n_second[pair]
+        return _group_sum((owner[pair] * self.num_steps + self.step[i1]) * self.num_steps + self.step[i2],
+                          self.prob[i1] * self.prob[i2])
+
+    def edges_from(self, nodes: np.ndarray, min_prob: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """(owner i, edge row) for every step edge out of nodes[i] with P ≥ ``min_prob`` (rows sort by source)."""
+        start = np.searchsorted(self.key, nodes * self.num_entities)
+        owner, offset = _expand(np.searchsorted(self.key, (nodes + 1) * self.num_entities) - start)
+        row = start[owner] + offset
+        strong = self.prob[row] >= min_prob
+        return owner[strong], row[strong]
+
+    def three_steps(self, a: np.ndarray, b: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """Codes ((i·S + s₁)·S + s₂)·S + s₃ with R(s₁, s₂, s₃ | a[i], b[i]) ≥ ``threshold`` > 0.
+
+        Every factor of a path's reliability is ≤ 1, so each of its edges has P ≥ ``threshold``: the two-step
+        reach of each distinct a over such edges (with ``threshold`` > 0, at most 1/threshold nodes per step pair,
+        as each step splits one unit of resource) meets the last edge into b[i], from whichever side is smaller:
+        the reach of a[i] or the neighbours of b[i].
+        """
+        s, e = self.num_steps, self.num_entities
+        sources, source_of = np.unique(a, return_inverse=True)
+        owner, first = self.edges_from(sources, threshold)
+        mid, second = self.edges_from(self.key[first] % e, threshold)
+        owner, first = owner[mid], first[mid]
+        value = self.prob[first] * self.prob[second]
+        strong = value >= threshold
+        reach_key = owner[strong] * e + self.key[second[strong]] % e  # (source, node reached)
+        order = np.argsort(reach_key, kind="stable")
+        reach_key, first, second, value = (x[order] for x in (reach_key, first[strong], second[strong], value[strong]))
+        start, count = _ranges(reach_key // e, np.arange(len(sources)))
+        by_reach = count[source_of] <= self.degree[b]
+        # side 1: every walk in the reach of a[i], then its edges into b[i]
+        query, offset = _expand(np.where(by_reach, count[source_of], 0))
+        walk = start[source_of][query] + offset
+        # side 2: every neighbour m of b[i], then the walks that reach m from a[i]
+        by_neighbour = np.flatnonzero(~by_reach)
+        near, m = self.neighbours(b[by_neighbour])
+        near = by_neighbour[near]
+        w_start, w_count = _ranges(reach_key, source_of[near] * e + m)
+        owner2, offset2 = _expand(w_count)
+        query, walk = np.concatenate([query, near[owner2]]), np.concatenate([walk, w_start[owner2] + offset2])
+        ends, last = self.edges(self.key[second[walk]] % e, b[query])
+        query, walk = query[ends], walk[ends]
+        code = ((query * s + self.step[first[walk]]) * s + self.step[second[walk]]) * s + self.step[last]
+        code, total = _group_sum(code, value[walk] * self.prob[last])
+        keep = total >= threshold
+        return code[keep], total[keep]
+
+
 def extract_paths(
     triples: np.ndarray,
     num_entities: int,
@@ -84,80 +186,61 @@ def extract_paths(
     block: int = 2_000_000,
     progress: bool = True,
 ) -> PathSet:
-    """Paths of length 1..``max_length`` (1 or 2) between the ends of every triple, with PCRA reliabilities.
+    """Paths of length 1..``max_length`` (1, 2 or 3) between the ends of every triple, with PCRA reliabilities.
 
     A triple's own edge (its relation walked forward) is not a path of itself. Paths with R(p|h,t) <
     ``threshold`` are dropped and the ``max_paths`` most reliable ones kept per triple.
     """
-    if max_length not in (1, 2):
-        raise ValueError("max_length must be 1 or 2")
+    if max_length not in (1, 2, 3):
+        raise ValueError("max_length must be 1, 2 or 3")
     triples = np.asarray(triples, dtype=np.int64)
-    e, n_steps = num_entities, 2 * num_relations
-    key, step, prob = _step_edges(triples, e, num_relations)
-    pair_keys = np.unique(triples[:, 0] * e + triples[:, 2])
-    heads, tails = np.divmod(pair_keys, e)
+    graph = StepGraph.build(triples, num_entities, num_relations)
+    s = graph.num_steps
+    pair_keys = np.unique(triples[:, 0] * num_entities + triples[:, 2])
+    heads, tails = np.divmod(pair_keys, num_entities)
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (pair index, steps [n, L], reliability)
 
-    start, count = _ranges(key, pair_keys)  # length 1: the pair's own edges, each step a path
-    owner, offset = _expand(count)
-    one = start[owner] + offset
-    hit = prob[one] >= threshold
-    found_key, found_rel = [pair_keys[owner[hit]]], [prob[one[hit]]]
-    found_steps = [np.stack([step[one[hit]], np.full(int(hit.sum()), PAD)], axis=1)]
-
-    if max_length == 2:
-        linked = np.unique(key)  # node pairs joined by some step: symmetric, as every step has its reverse
-        neighbour_ptr = np.searchsorted(linked // e, np.arange(e + 1))
-        neighbour = linked % e
-        degree = np.diff(neighbour_ptr)
-        near = np.where(degree[heads] <= degree[tails], heads, tails)  # enumerate middles from this end
-        far = np.where(near == heads, tails, heads)
-        block_of = np.cumsum(degree[near]) // block  # blocks of ≈ ``block`` candidate middles
-        cuts = np.flatnonzero(np.diff(block_of)) + 1
+    owner, edge = graph.edges(heads, tails)  # length 1: every step edge of the pair
+    hit = graph.prob[edge] >= threshold
+    found.append((owner[hit], graph.step[edge[hit]][:, None], graph.prob[edge[hit]]))
+    if max_length >= 2:
+        # blocks of ≈ ``block`` candidate middle nodes; 16× smaller with three steps, where each pair also meets
+        # the two-step reach of its head (CMeKG: 1.3 GB peak)
+        per_block = max(1, block // 16 if max_length == 3 else block)
+        candidates = np.cumsum(np.minimum(graph.degree[heads], graph.degree[tails]))
+        cuts = np.flatnonzero(np.diff(candidates // per_block)) + 1
         for lo, hi in tqdm(list(zip(np.r_[0, cuts], np.r_[cuts, len(pair_keys)])), desc="PCRA paths",
                            unit="block", disable=not progress):
-            pairs = np.arange(lo, hi)
-            owner, offset = _expand(degree[near[pairs]])
-            middle = neighbour[neighbour_ptr[near[pairs]][owner] + offset]
-            pair = pairs[owner]
-            joined = _ranges(linked, middle * e + far[pair])[1] > 0
-            pair, middle = pair[joined], middle[joined]
-            first, n_first = _ranges(key, heads[pair] * e + middle)
-            second, n_second = _ranges(key, middle * e + tails[pair])
-            owner, offset = _expand(n_first * n_second)
-            i1 = first[owner] + offset // n_second[owner]
-            i2 = second[owner] + offset % n_second[owner]
-            group, slot = np.unique((pair[owner] * n_steps + step[i1]) * n_steps + step[i2], return_inverse=True)
-            reliability = np.bincount(slot, weights=prob[i1] * prob[i2])
-            keep = reliability >= threshold
-            pair_step, s2 = np.divmod(group[keep], n_steps)
-            pair_index, s1 = np.divmod(pair_step, n_steps)
-            found_key.append(pair_keys[pair_index])
-            found_steps.append(np.stack([s1, s2], axis=1))
-            found_rel.append(reliability[keep])
-    return _per_triple(triples, num_entities, pair_keys, found_key, found_steps, found_rel, max_paths)
+            code, value = graph.two_steps(heads[lo:hi], tails[lo:hi])
+            keep = value >= threshold
+            pair, s1, s2 = np.unravel_index(code[keep], (hi - lo, s, s))
+            found.append((lo + pair, np.stack([s1, s2], axis=1), value[keep]))
+            if max_length == 3:
+                code, value = graph.three_steps(heads[lo:hi], tails[lo:hi], threshold)
+                pair, s1, s2, s3 = np.unravel_index(code, (hi - lo, s, s, s))
+                found.append((lo + pair, np.stack([s1, s2, s3], axis=1), value))
+    return _per_triple(triples, num_entities, pair_keys, found, max_length, max_paths)
 
 
-def _per_triple(triples: np.ndarray, num_entities: int, pair_keys: np.ndarray, found_key: list[np.ndarray],
-                found_steps: list[np.ndarray], found_rel: list[np.ndarray], max_paths: int) -> PathSet:
-    """Group the found paths by pair, then give every triple its pair's best paths minus its own edge."""
+def _per_triple(triples: np.ndarray, num_entities: int, pair_keys: np.ndarray,
+                found: list[tuple[np.ndarray, np.ndarray, np.ndarray]], length: int, max_paths: int) -> PathSet:
+    """Group the found (pair index, steps, reliability) by pair, then give every triple its pair's best paths
+    minus its own edge (steps padded with PAD to ``length``)."""
     n = len(triples)
-    steps = np.full((n, max_paths, 2), PAD, dtype=np.int64)
+    steps = np.full((n, max_paths, length), PAD, dtype=np.int64)
     reliability = np.zeros((n, max_paths), dtype=np.float32)
-    if not found_key:
-        return PathSet(triples, steps, reliability)
-    key = np.concatenate(found_key)
-    st = np.concatenate(found_steps)
-    rel = np.concatenate(found_rel)
-    order = np.lexsort((-rel, key))  # by pair, most reliable first
-    key, st, rel = key[order], st[order], rel[order]
-    pair_of = np.searchsorted(pair_keys, key)
+    pair_of = np.concatenate([pair for pair, _, _ in found])
+    st = np.concatenate([np.pad(x, ((0, 0), (0, length - x.shape[1])), constant_values=PAD) for _, x, _ in found])
+    rel = np.concatenate([r for _, _, r in found])
+    order = np.lexsort((-rel, pair_of))  # by pair, most reliable first
+    pair_of, st, rel = pair_of[order], st[order], rel[order]
     starts = np.searchsorted(pair_of, np.arange(len(pair_keys)))
     ends = np.searchsorted(pair_of, np.arange(len(pair_keys)), side="right")
     triple_pair = np.searchsorted(pair_keys, triples[:, 0] * num_entities + triples[:, 2])
     for i in range(n):  # N rows, each a slice copy: linear in the number of triples
         a, b = starts[triple_pair[i]], ends[triple_pair[i]]
         cand_steps, cand_rel = st[a:b], rel[a:b]
-        own = (cand_steps[:, 0] == triples[i, 1]) & (cand_steps[:, 1] == PAD)
+        own = (cand_steps[:, 0] == triples[i, 1]) & (cand_steps[:, 1:] == PAD).all(axis=1)
         cand_steps, cand_rel = cand_steps[~own][:max_paths], cand_rel[~own][:max_paths]
         steps[i, : len(cand_rel)] = cand_steps
         reliability[i, : len(cand_rel)] = cand_rel

@@ -71,7 +71,7 @@ class EmbeddingConfig(BaseModel):
     seed: int = 42
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     # PTransE
-    path_max_length: int = Field(2, ge=1, le=2)
+    path_max_length: int = Field(2, ge=1, le=3)
     path_max_per_triple: int = Field(8, ge=1)
     path_threshold: float = Field(0.01, ge=0, description="drop paths with R(p|h,t) below this")
     path_weight: float = Field(1.0, ge=0)
