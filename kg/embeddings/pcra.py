@@ -60,6 +60,12 @@ def _expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return owner, np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
+def _rows(start: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(owner i, row) for every row of the runs start[i] .. start[i] + count[i] - 1."""
+    owner, offset = _expand(count)
+    return owner, start[owner] + offset
+
+
 def _group_sum(codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(distinct codes, the sum of ``values`` per code)."""
     distinct, slot = np.unique(codes, return_inverse=True)
@@ -79,6 +85,7 @@ class StepGraph:
     prob: np.ndarray
     linked: np.ndarray
     neighbour_ptr: np.ndarray
+    degree: np.ndarray  # number of neighbours
 
     @classmethod
     def build(cls, triples: np.ndarray, num_entities: int, num_relations: int) -> "StepGraph":
@@ -92,23 +99,18 @@ class StepGraph:
         key = src * e + dst
         order = np.lexsort((step, key))
         linked = np.unique(key)
-        return cls(e, n_steps, key[order], step[order], 1.0 / out_degree[group][order], linked,
-                   np.searchsorted(linked // e, np.arange(e + 1)))
-
-    @property
-    def degree(self) -> np.ndarray:
-        return np.diff(self.neighbour_ptr)
+        neighbour_ptr = np.searchsorted(linked // e, np.arange(e + 1))
+        return cls(e, n_steps, key[order], step[order], 1.0 / out_degree[group][order], linked, neighbour_ptr,
+                   np.diff(neighbour_ptr))
 
     def neighbours(self, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(owner i, m) for every neighbour m of nodes[i]."""
-        owner, offset = _expand(self.degree[nodes])
-        return owner, self.linked[self.neighbour_ptr[nodes][owner] + offset] % self.num_entities
+        owner, row = _rows(self.neighbour_ptr[nodes], self.degree[nodes])
+        return owner, self.linked[row] % self.num_entities
 
     def edges(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(owner i, edge row) for every step edge a[i] → b[i]."""
-        start, count = _ranges(self.key, a * self.num_entities + b)
-        owner, offset = _expand(count)
-        return owner, start[owner] + offset
+        return _rows(*_ranges(self.key, a * self.num_entities + b))
 
     def middles(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(owner i, m) for every m ∈ N(a[i]) ∩ N(b[i]), enumerated from the lower-degree end."""
@@ -118,22 +120,24 @@ class StepGraph:
         joined = _ranges(self.linked, middle * self.num_entities + far[owner])[1] > 0
         return owner[joined], middle[joined]
 
-    def two_steps(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distinct codes (i·S + s₁)·S + s₂ with R(s₁, s₂ | a[i], b[i]) = Σ_m P_{s₁}[a_i, m] P_{s₂}[m, b_i] > 0."""
+    def two_steps(self, a: np.ndarray, b: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """Codes (i·S + s₁)·S + s₂ with R(s₁, s₂ | a[i], b[i]) = Σ_m P_{s₁}[a_i, m] P_{s₂}[m, b_i] ≥ ``threshold``
+        (and > 0), with their reliabilities."""
         owner, middle = self.middles(a, b)
         first, n_first = _ranges(self.key, a[owner] * self.num_entities + middle)
         second, n_second = _ranges(self.key, middle * self.num_entities + b[owner])
         pair, offset = _expand(n_first * n_second)
         i1 = first[pair] + offset // n_second[pair]
         i2 = second[pair] + offset % n_second[pair]
-        return _group_sum((owner[pair] * self.num_steps + self.step[i1]) * self.num_steps + self.step[i2],
-                          self.prob[i1] * self.prob[i2])
+        code, total = _group_sum((owner[pair] * self.num_steps + self.step[i1]) * self.num_steps + self.step[i2],
+                                 self.prob[i1] * self.prob[i2])
+        keep = total >= threshold
+        return code[keep], total[keep]
 
     def edges_from(self, nodes: np.ndarray, min_prob: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """(owner i, edge row) for every step edge out of nodes[i] with P ≥ ``min_prob`` (rows sort by source)."""
         start = np.searchsorted(self.key, nodes * self.num_entities)
-        owner, offset = _expand(np.searchsorted(self.key, (nodes + 1) * self.num_entities) - start)
-        row = start[owner] + offset
+        owner, row = _rows(start, np.searchsorted(self.key, (nodes + 1) * self.num_entities) - start)
         strong = self.prob[row] >= min_prob
         return owner[strong], row[strong]
 
@@ -158,15 +162,13 @@ class StepGraph:
         start, count = _ranges(reach_key // e, np.arange(len(sources)))
         by_reach = count[source_of] <= self.degree[b]
         # side 1: every walk in the reach of a[i], then its edges into b[i]
-        query, offset = _expand(np.where(by_reach, count[source_of], 0))
-        walk = start[source_of][query] + offset
+        query, walk = _rows(start[source_of], np.where(by_reach, count[source_of], 0))
         # side 2: every neighbour m of b[i], then the walks that reach m from a[i]
         by_neighbour = np.flatnonzero(~by_reach)
         near, m = self.neighbours(b[by_neighbour])
         near = by_neighbour[near]
-        w_start, w_count = _ranges(reach_key, source_of[near] * e + m)
-        owner2, offset2 = _expand(w_count)
-        query, walk = np.concatenate([query, near[owner2]]), np.concatenate([walk, w_start[owner2] + offset2])
+        owner, reached = _rows(*_ranges(reach_key, source_of[near] * e + m))
+        query, walk = np.concatenate([query, near[owner]]), np.concatenate([walk, reached])
         ends, last = self.edges(self.key[second[walk]] % e, b[query])
         query, walk = query[ends], walk[ends]
         code = ((query * s + self.step[first[walk]]) * s + self.step[second[walk]]) * s + self.step[last]
@@ -211,10 +213,9 @@ def extract_paths(
         cuts = np.flatnonzero(np.diff(candidates // per_block)) + 1
         for lo, hi in tqdm(list(zip(np.r_[0, cuts], np.r_[cuts, len(pair_keys)])), desc="PCRA paths",
                            unit="block", disable=not progress):
-            code, value = graph.two_steps(heads[lo:hi], tails[lo:hi])
-            keep = value >= threshold
-            pair, s1, s2 = np.unravel_index(code[keep], (hi - lo, s, s))
-            found.append((lo + pair, np.stack([s1, s2], axis=1), value[keep]))
+            code, value = graph.two_steps(heads[lo:hi], tails[lo:hi], threshold)
+            pair, s1, s2 = np.unravel_index(code, (hi - lo, s, s))
+            found.append((lo + pair, np.stack([s1, s2], axis=1), value))
             if max_length == 3:
                 code, value = graph.three_steps(heads[lo:hi], tails[lo:hi], threshold)
                 pair, s1, s2, s3 = np.unravel_index(code, (hi - lo, s, s, s))
