@@ -10,6 +10,7 @@ With every entity masked, ē = ê = 0 and the model is the same computation as w
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -67,11 +68,16 @@ class FusionConfig(BaseModel):
                                    "the output states")
     snapshot: str | None = Field(None, description="KG snapshot of the index, for the relation feature (default: "
                                                    "the path the index recorded)")
+    knowledge: bool = Field(True, description="false masks every entity and relation (ē = ê = 0): the same model "
+                                              "on an empty KG, the inference-time ablation that measures what its "
+                                              "knowledge contributes (bench/knowledge_ablation.py)")
 
 
 class CMedBERT(BaselineMRC):
     model_type = "cmedbert"
     settings = FusionConfig
+    added_modules = ("entities", "local_attention", "global_attention", "gate", "merge", "dynamic_lambda", "relation")
+    frozen_settings = json.loads(Path(__file__).with_name("fingerprint_defaults.json").read_text(encoding="utf-8"))
 
     def __init__(self, encoder: nn.Module, config: ModelConfig, *, tables: dict[str, torch.Tensor] | None = None
                  ) -> None:
@@ -190,7 +196,8 @@ class CMedBERT(BaselineMRC):
         ids = batch.get("entity_ids")
         if ids is None:
             raise ValueError("cmedbert inputs lack entity_ids; call model.attach_inputs(features, ...) first")
-        ids = ids.masked_fill(~batch["attention_mask"].bool().unsqueeze(-1), -1)
+        mask = batch["attention_mask"].bool().unsqueeze(-1) & self.fusion.knowledge
+        ids = ids.masked_fill(~mask, -1)
         token_entities, token_mask = self._lookup(ids)  # [B,L,K,d_e]
         question = (batch["token_type_ids"] == 0) & ~batch["context_mask"] & batch["attention_mask"].bool()
         window_ids = self.window_entities(ids, self.fusion.max_window_entities, self.fusion.global_order, question)
@@ -218,7 +225,7 @@ class CMedBERT(BaselineMRC):
             relations = batch.get("relation_ids")
             if relations is None:
                 raise ValueError("cmedbert inputs lack relation_ids; call model.attach_inputs(features, ...) first")
-            o = o + self.relation(relations.clamp(min=0))
+            o = o + self.relation(relations.clamp(min=0) * self.fusion.knowledge)
         return o, details
 
     def support_weight(self, o: torch.Tensor, hidden: torch.Tensor, start_logits: torch.Tensor,

@@ -101,11 +101,16 @@ class InferenceConfig(BaseModel):
                                                              "passages take many windows")
     categories: Path | None = Field(None, description="answer-category labels of the dataset, to score the "
                                                       "model's categories (scripts/label_categories.py)")
+    knowledge: bool = Field(True, description="CMedBERT: false masks every entity (the same model on an empty KG), "
+                                              "to measure what its knowledge contributes")
 
     @property
     def settings(self) -> dict[str, Any] | None:
         """Overrides of the model family's saved settings (``load_model``)."""
-        return {"index": str(self.index)} if self.index else None
+        settings: dict[str, Any] = {"index": str(self.index)} if self.index else {}
+        if not self.knowledge:
+            settings["knowledge"] = False
+        return settings or None
 
 
 def evaluate_model(model: BaselineMRC, tokenizer: Any, examples: list[Example], features: list[Feature], *,

@@ -87,6 +87,9 @@ class BaselineMRC(nn.Module):
 
     model_type: ClassVar[str] = "baseline"
     settings: ClassVar[type[BaseModel] | None] = None  # the family's own settings (ModelConfig.fusion)
+    # their defaults when the family's fingerprints began (``mrc.train.fingerprint``; never edit them)
+    frozen_settings: ClassVar[dict[str, Any]] = {}
+    added_modules: ClassVar[tuple[str, ...]] = ()  # the modules a family adds to the baseline (``knowledge_lr``)
 
     def __init__(self, encoder: nn.Module, config: ModelConfig) -> None:
         super().__init__()

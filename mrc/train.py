@@ -94,6 +94,10 @@ class TrainConfig(BaseModel):
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(1e-4, gt=0)
     head_lr: float | None = Field(None, description="learning rate of the non-encoder parameters (default lr)")
+    knowledge_lr: float | None = Field(None, gt=0, description="learning rate of the layers a model family adds to "
+                                       "the baseline (CMedBERT: entity projection, attentions, gate, merge, dynamic "
+                                       "λ; default head_lr): new layers, some starting at zero, move little at the "
+                                       "encoder's rate")
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
@@ -131,11 +135,18 @@ FINGERPRINT_DEFAULTS = json.loads(Path(__file__).with_name("fingerprint_defaults
 def fingerprint(config: TrainConfig, exclude: set[str] = frozenset()) -> str:
     """Identity of a config's settings, minus ``exclude``: the settings that differ from the recipe frozen in
     ``fingerprint_defaults.json`` (the defaults when fingerprints began; never edit it), and of settings added
-    since, those that differ from their defaults. Changing a default therefore changes the fingerprint of the runs
-    that use the new value and of no recorded run; adding a setting with a default changes none."""
+    since, those that differ from their defaults; a model family's own settings (``model.fusion``) likewise,
+    against the family's ``frozen_settings`` and its current defaults. Changing a default therefore changes the
+    fingerprint of the runs that use the new value and of no recorded run; adding a setting with a default changes
+    none."""
     data = config.model_dump(mode="json", exclude=set(exclude))
-    return pydantic_core.to_json(_differences(data, FINGERPRINT_DEFAULTS, type(config)().model_dump(mode="json"))
-                                 ).decode()
+    frozen, current = FINGERPRINT_DEFAULTS, type(config)().model_dump(mode="json")
+    family = model_class(config.model.model_type)
+    if family.settings is not None and "model" in data:
+        frozen = {**frozen, "model": {**frozen["model"], "fusion": family.frozen_settings}}
+        current = {**current, "model": {**current["model"],
+                                        "fusion": family.settings().model_dump(mode="json")}}
+    return pydantic_core.to_json(_differences(data, frozen, current)).decode()
 
 
 def _differences(data: dict[str, Any], frozen: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
@@ -460,15 +471,19 @@ def train_mrc(config: TrainConfig) -> TrainResult:
 
 
 def _optimizer(model: BaselineMRC, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW over encoder weights (decayed), encoder biases and norms (not decayed) and the task layers."""
+    """AdamW over encoder weights (decayed), encoder biases and norms (not decayed), the heads, and the layers
+    the model family adds to the baseline (``knowledge_lr``)."""
     head_lr = config.head_lr or config.lr
+    added = tuple(f"{name}." for name in model.added_modules)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [
         {"params": [p for n, p in named if n.startswith("encoder.") and p.ndim > 1], "lr": config.lr,
          "weight_decay": config.weight_decay},
         {"params": [p for n, p in named if n.startswith("encoder.") and p.ndim <= 1], "lr": config.lr,
          "weight_decay": 0.0},
-        {"params": [p for n, p in named if not n.startswith("encoder.")], "lr": head_lr,
+        {"params": [p for n, p in named if not n.startswith(("encoder.", *added))], "lr": head_lr,
+         "weight_decay": config.weight_decay},
+        {"params": [p for n, p in named if n.startswith(added)], "lr": config.knowledge_lr or head_lr,
          "weight_decay": config.weight_decay},
     ]
     return torch.optim.AdamW([g for g in groups if g["params"]])

@@ -4,6 +4,7 @@
 Examples:
   python scripts/evaluate.py --model runs/base1/best --data held_out.json
   python scripts/evaluate.py --data held_out.json --predictions runs/base1/predictions.json [--metric cmrc]
+  python scripts/evaluate.py --model runs/cmedbert/best --data held_out.json --no-knowledge   # entities masked
 Predictions: {question_id: answer_text} or {question_id: {"answer": ..., "support": ...}}.
 Prints answer EM/F1 and support EM/F1, overall and per question type and context type, and with --categories
 the answer-category accuracy, micro/macro F1 and per-category figures. One metric scores the whole dataset:
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--predictions", type=Path, help="predictions JSON file")
     p.add_argument("--out", type=Path, help="also write the metrics (and predictions) here")
     p.add_argument("--html", type=Path, help="write an HTML report (scores by type, every question) here")
-    add_field_args(p, InferenceConfig, ["metric", "categories", "batch_size", "index", "device"])
+    add_field_args(p, InferenceConfig, ["metric", "categories", "batch_size", "index", "knowledge", "device"])
     add_common_args(p)
     args, cfg = parse_config(p, InferenceConfig, argv)
     try:

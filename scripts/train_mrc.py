@@ -37,6 +37,7 @@ FLAGS = {
     "split_seed": "split.seed", "intermediate": "intermediate.data", "intermediate_epochs": "intermediate.epochs",
     "intermediate_cache": "intermediate.cache", "out": "out", "seed": "seed", "epochs": "epochs",
     "batch_size": "batch_size", "grad_accum": "grad_accum", "lr": "lr", "head_lr": "head_lr",
+    "knowledge_lr": "knowledge_lr",
     "warmup_ratio": "warmup_ratio", "max_seq_length": "features.max_seq_length",
     "doc_stride": "features.doc_stride", "negative_windows": "negative_windows", "metric": "metric",
     "support_weight": "model.support_weight", "answer_weight": "model.answer_weight", "device": "device",

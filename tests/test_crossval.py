@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -143,3 +144,25 @@ def test_changing_a_default_never_relabels_recorded_runs() -> None:
     assert fingerprint(Later(epochs=4, new_setting=5)) == '{"new_setting":5}'  # a new setting counts when set
     changed = json.loads(fingerprint(TrainConfig(lr=5e-5, features={"max_seq_length": 512})))
     assert changed == {"features": {"max_seq_length": 512}, "lr": 5e-5}  # nested settings: only what differs
+
+
+def test_a_family_setting_added_later_never_relabels_recorded_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model family's own settings (model.fusion) are fingerprinted against the family's frozen defaults."""
+    from fusion.cmedbert import CMedBERT, FusionConfig
+    from mrc.train import TrainConfig, fingerprint
+
+    def run(**fusion: Any) -> str:
+        return fingerprint(TrainConfig.model_validate({"model": {"model_type": "cmedbert", "fusion": fusion}}))
+
+    recorded = run(loops=1)
+    assert json.loads(recorded)["model"] == {"model_type": "cmedbert", "fusion": {"loops": 1}}
+
+    class Later(FusionConfig):  # a later family: a new setting, and the zero-start merge by default
+        new_setting: int = 3
+        merge_residual: bool = True
+
+    monkeypatch.setattr(CMedBERT, "settings", Later)
+    assert run(loops=1, merge_residual=False) == recorded  # the recorded run keeps its identity
+    assert json.loads(run(loops=1))["model"]["fusion"] == {"loops": 1, "merge_residual": True}
+    assert json.loads(run(loops=1, merge_residual=False, new_setting=5))["model"]["fusion"] == {
+        "loops": 1, "new_setting": 5}

@@ -93,6 +93,40 @@ def test_all_entities_masked_equals_the_empty_kg_path() -> None:
     assert torch.allclose(no_fusion(**b).start_logits, ref.start_logits)
 
 
+def test_knowledge_off_is_the_same_model_on_an_empty_kg() -> None:
+    """fusion.knowledge = false (the inference-time ablation) masks every entity and relation of the inputs."""
+    model = tiny_model(merge_residual=True, relation_feature=True).eval()
+    torch.nn.init.normal_(model.relation.weight)  # weights as after training: the knowledge path counts
+    torch.nn.init.normal_(model.merge.W_o.weight)
+    ids = torch.full((2, 12, 3), -1)
+    ids[0, 7, :2] = torch.tensor([3, 5])
+    ids[:, 0] = 4
+    relations = torch.zeros(2, 12, dtype=torch.long)
+    relations[0, 7] = 2
+    full = model(**batch(ids), relation_ids=relations)
+    empty = model(**batch(torch.full_like(ids, -1)), relation_ids=torch.zeros_like(relations))
+    off = tiny_model(merge_residual=True, relation_feature=True, knowledge=False).eval()
+    off.load_state_dict(model.state_dict())
+    ablated = off(**batch(ids), relation_ids=relations)
+    assert torch.equal(ablated.start_logits, empty.start_logits)
+    assert torch.equal(ablated.support_logits, empty.support_logits)
+    assert not torch.allclose(full.start_logits, empty.start_logits)
+
+
+def test_knowledge_lr_applies_to_the_layers_the_family_adds() -> None:
+    from mrc.train import TrainConfig, _optimizer
+
+    model = tiny_model(relation_feature=True, tune_entities=True)
+    optimizer = _optimizer(model, TrainConfig(lr=1e-4, head_lr=2e-4, knowledge_lr=1e-3))
+    names = {id(p): n for n, p in model.named_parameters()}
+    rate = {names[id(p)]: group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert len(rate) == sum(1 for p in model.parameters() if p.requires_grad)  # each in exactly one group
+    for name, lr in rate.items():
+        part = name.split(".")[0]
+        assert lr == (1e-4 if part == "encoder" else 1e-3 if part in CMedBERT.added_modules else 2e-4), name
+    assert {"merge", "relation", "entities", "span", "support"} <= {n.split(".")[0] for n in rate}
+
+
 def test_zero_start_merge_begins_as_the_baseline_and_learns() -> None:
     from mrc.model import BaselineMRC
 
@@ -271,6 +305,14 @@ def test_cli_trains_cmedbert_with_ablations_and_predicts_entities(tiny_encoder: 
     linked = {(e["span"], e["entity"]) for e in result["entities"]}
     assert ("二甲双胍", "二甲双胍") in linked and ("胃肠道反应", "胃肠道反应") in linked
     assert all(0 <= e["attention"] <= 1 for e in result["entities"])
+    evaluate = [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--data", str(SAMPLE_QA), "--model"]
+    for flags in ([], ["--no-knowledge"]):  # with and without its entities: both score the whole dataset
+        scored = subprocess.run(evaluate + [str(tmp_path / "run" / "best"), *flags], check=True, capture_output=True,
+                                text=True)
+        assert json.loads(scored.stdout)["overall"]["count"] > 0
+    refused = subprocess.run(evaluate + [str(tmp_path / "base" / "best"), "--no-knowledge"], capture_output=True,
+                             text=True)
+    assert refused.returncode == 2 and "no fusion settings" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_embeddings_from_another_snapshot_are_refused(sample_kg_assets: dict, tmp_path: Path) -> None:
