@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import platform
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,26 @@ def process_peak_rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def parse_cv_args(parser: argparse.ArgumentParser, argv: list[str] | None,
+                  overrides: Callable[[argparse.Namespace], dict[str, Any]] = lambda args: {}
+                  ) -> tuple[argparse.Namespace, Any]:
+    """A cross-validation bench's flags and its ``mrc.crossval.CVConfig`` (``--config`` required; flags override
+    it through ``overrides(args)``); the config is None, with the reason logged, when it is invalid."""
+    from kgutil.cli import ConfigError, add_common_args, build_config, setup_logging
+    from mrc.crossval import CVConfig
+
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    if args.config is None:
+        parser.error("--config is required (configs/cv/*.yaml)")
+    try:
+        return args, build_config(CVConfig, args, overrides(args))
+    except ConfigError as err:
+        logging.getLogger(parser.prog).error("%s", err)
+        return args, None
 
 
 def write_result(name: str, figures: dict[str, Any]) -> Path:

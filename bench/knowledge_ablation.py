@@ -21,8 +21,7 @@ import logging
 import sys
 from typing import Any
 
-from bench.common import RESULTS, write_result
-from kgutil.cli import ConfigError, add_common_args, build_config, setup_logging
+from bench.common import RESULTS, parse_cv_args, write_result
 from kgutil.io import atomic_write_text
 from mrc.crossval import CVConfig, run_config, run_hash, summarize, verdicts
 from mrc.inference import evaluate_saved_model
@@ -65,15 +64,8 @@ def compare(recorded: dict[str, Any], masked: dict[str, Any], variant: str, conf
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variants", nargs="+", help="only these variants (default: every recorded CMedBERT variant)")
-    add_common_args(p)
-    args = p.parse_args(argv)
-    setup_logging(args.log_level)
-    if args.config is None:
-        p.error("--config is required (configs/cv/*.yaml)")
-    try:
-        config = build_config(CVConfig, args, {})
-    except ConfigError as err:
-        log.error("%s", err)
+    args, config = parse_cv_args(p, argv)
+    if config is None:
         return 2
     records_path = RESULTS / f"{args.config.stem}.runs.json"
     if not records_path.exists():

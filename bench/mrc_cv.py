@@ -19,10 +19,9 @@ import logging
 import sys
 from pathlib import Path
 
-from bench.common import RESULTS, write_result
-from kgutil.cli import ConfigError, add_common_args, build_config, setup_logging
+from bench.common import RESULTS, parse_cv_args, write_result
 from kgutil.io import atomic_write_text
-from mrc.crossval import CVConfig, add_hashes, recorded_elsewhere, run_cv, summarize, verdicts
+from mrc.crossval import add_hashes, recorded_elsewhere, run_cv, summarize, verdicts
 
 log = logging.getLogger("mrc_cv")
 
@@ -35,15 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--summary-only", action="store_true", help="summarise the recorded runs, train nothing")
     p.add_argument("--workers", type=int, default=1, help="run the (seed, fold) groups in this many processes "
                    "(one GPU holds ~15 m3e-small runs at once; on a CPU, one per core at most)")
-    add_common_args(p)
-    args = p.parse_args(argv)
-    setup_logging(args.log_level)
-    if args.config is None:
-        p.error("--config is required (configs/cv/*.yaml)")
-    try:
-        config = build_config(CVConfig, args, {"run_folds": args.run_folds, "seeds": args.seeds})
-    except ConfigError as err:
-        log.error("%s", err)
+    args, config = parse_cv_args(p, argv, lambda args: {"run_folds": args.run_folds, "seeds": args.seeds})
+    if config is None:
         return 2
     if args.variants:
         keep = set(args.variants) | {config.reference}

@@ -39,7 +39,10 @@ def setup_logging(level: str = "INFO") -> None:
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read config: {err.strerror if isinstance(err, OSError) else err}") from err
     try:
         data = json.loads(text) if Path(path).suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:

@@ -145,6 +145,7 @@ def test_cli_errors_for_missing_directory_and_corrupt_inputs(tmp_path: Path) -> 
     bad.write_bytes(b"\x1f\x8b\x08\x00garbage-not-deflate")
     clean_failure(run("build_kg.py", "--triples", str(bad), "--store", store, "--no-progress"),
                   "bad.tsv.gz: compressed data is truncated or corrupt")
+    clean_failure(run("train_mrc.py", "--config", str(tmp_path / "none.yaml")), "none.yaml: cannot read config")
 
 
 def test_line_defects_become_single_line_rejects(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
