@@ -139,11 +139,12 @@ def test_changing_a_default_never_relabels_recorded_runs() -> None:
         epochs: int = 6
         new_setting: int = 3
 
-    assert fingerprint(Later(epochs=4)) == fingerprint(TrainConfig())  # a recorded 4-epoch run keeps its identity
+    assert fingerprint(Later(epochs=4)) == "{}"  # a run of the frozen 4-epoch recipe keeps its identity
+    assert fingerprint(TrainConfig()) == '{"epochs":8}'  # the recipe changed once already (4 → 8 epochs)
     assert fingerprint(Later()) == '{"epochs":6}'  # the new default is a different run
     assert fingerprint(Later(epochs=4, new_setting=5)) == '{"new_setting":5}'  # a new setting counts when set
     changed = json.loads(fingerprint(TrainConfig(lr=5e-5, features={"max_seq_length": 512})))
-    assert changed == {"features": {"max_seq_length": 512}, "lr": 5e-5}  # nested settings: only what differs
+    assert changed == {"epochs": 8, "features": {"max_seq_length": 512}, "lr": 5e-5}  # nested: only what differs
 
 
 def test_a_family_setting_added_later_never_relabels_recorded_runs(monkeypatch: pytest.MonkeyPatch) -> None:
