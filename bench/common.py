@@ -10,11 +10,14 @@ import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from kgutil.io import atomic_write_text
+
+if TYPE_CHECKING:
+    from mrc.crossval import CVConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
@@ -38,7 +41,7 @@ def process_peak_rss_mb(pid: int) -> float:
 
 def parse_cv_args(parser: argparse.ArgumentParser, argv: list[str] | None,
                   overrides: Callable[[argparse.Namespace], dict[str, Any]] = lambda args: {}
-                  ) -> tuple[argparse.Namespace, Any]:
+                  ) -> tuple[argparse.Namespace, CVConfig | None]:
     """A cross-validation bench's flags and its ``mrc.crossval.CVConfig`` (``--config`` required; flags override
     it through ``overrides(args)``); the config is None, with the reason logged, when it is invalid."""
     from kgutil.cli import ConfigError, add_common_args, build_config, setup_logging
