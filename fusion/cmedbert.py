@@ -3,7 +3,8 @@
     h⁰ = H = encoder(question, passage)
     for l in 0..L-1:  ē = LocalAttention(hˡ, entities of each token);  ê = GlobalAttention(hˡ_CLS, window entities)
                       hˡ⁺¹ = GatedFusion(hˡ, ē, ê)
-    o = σ(W_o[H; hᴸ]);  span and support heads on o (as the baseline);  L = L_A + λ·L_S with dynamic λ.
+    o = σ(W_o[H; hᴸ]);  span and support heads on o (as the baseline);  L = L_A + λ·L_S with dynamic λ
+    (+ μ·L_K with ``knowledge_span_weight`` μ > 0: L_K is the span loss of the last loop's ē alone).
 Ablations: ``local=False`` (ē = 0), ``global_=False`` (ê = 0), ``dynamic_lambda=False`` (fixed λ), ``loops``.
 With every entity masked, ē = ê = 0 and the model is the same computation as with fusion on an empty KG.
 """
@@ -21,9 +22,9 @@ from torch import nn
 
 from fusion.entities import EntityInputs
 from fusion.layers import (DynamicLambda, EntityRepresentation, GatedFusion, GlobalEntityAttention,
-                           LocalEntityAttention, OutputMerge, ScaleShift)
+                           KnowledgeSpanHead, LocalEntityAttention, OutputMerge, ScaleShift)
 from kg.embeddings.export import KGEmbeddings
-from mrc.model import BaselineMRC, ModelConfig
+from mrc.model import BaselineMRC, ModelConfig, answerable, span_loss
 from retrieval.index import EntityIndex
 
 
@@ -68,6 +69,9 @@ class FusionConfig(BaseModel):
                                    "the output states")
     snapshot: str | None = Field(None, description="KG snapshot of the index, for the relation feature (default: "
                                                    "the path the index recorded)")
+    knowledge_span_weight: float = Field(0.0, ge=0, description="μ of an auxiliary loss L += μ·L_K: the answer "
+                                         "span predicted from the entities alone (fusion.layers.KnowledgeSpanHead), a "
+                                         "training signal only the knowledge path can answer; 0 = off")
     knowledge: bool = Field(True, description="false masks every entity and relation (ē = ê = 0): the same model "
                                               "on an empty KG, the inference-time ablation that measures what its "
                                               "knowledge contributes (bench/knowledge_ablation.py)")
@@ -76,7 +80,8 @@ class FusionConfig(BaseModel):
 class CMedBERT(BaselineMRC):
     model_type = "cmedbert"
     settings = FusionConfig
-    added_modules = ("entities", "local_attention", "global_attention", "gate", "merge", "dynamic_lambda", "relation")
+    added_modules = ("entities", "local_attention", "global_attention", "gate", "merge", "dynamic_lambda", "relation",
+                     "knowledge_span")
     frozen_settings = json.loads(Path(__file__).with_name("fingerprint_defaults.json").read_text(encoding="utf-8"))
 
     def __init__(self, encoder: nn.Module, config: ModelConfig, *, tables: dict[str, torch.Tensor] | None = None
@@ -101,6 +106,8 @@ class CMedBERT(BaselineMRC):
         self.merge = ScaleShift(hidden, d_e) if self.fusion.scale_shift else \
             OutputMerge(hidden, residual=self.fusion.merge_residual)
         self.dynamic_lambda = DynamicLambda(hidden)
+        if self.fusion.knowledge_span_weight > 0:
+            self.knowledge_span = KnowledgeSpanHead(hidden, d_e)
         if self.fusion.relation_feature:  # row 0: no relation; every row starts at 0, so o starts unchanged
             self.relation = nn.Embedding(int(tables["n_relations"]) + 1, hidden, padding_idx=0)
             nn.init.zeros_(self.relation.weight)
@@ -215,6 +222,11 @@ class CMedBERT(BaselineMRC):
                 global_ = zeros
             h, _ = self.gate(h, hidden, local, global_)
         details = {"entity_ids": ids, "window_entity_ids": window_ids}
+        if self.fusion.knowledge_span_weight > 0 and "start_positions" in batch:
+            start, end = (answerable(x.float(), batch["context_mask"])
+                          for x in self.knowledge_span(local, hidden[:, 0]))
+            details["auxiliary_loss"] = self.fusion.knowledge_span_weight * span_loss(
+                start, end, batch["start_positions"], batch["end_positions"])
         if alpha is not None:
             details["local_attention"] = alpha
         if beta is not None:

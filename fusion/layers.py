@@ -179,3 +179,18 @@ class ScaleShift(nn.Module):
     def forward(self, h: torch.Tensor, local: torch.Tensor, global_: torch.Tensor) -> torch.Tensor:
         knowledge = torch.cat([local, global_], dim=-1)
         return h * (1 + torch.tanh(self.gamma(knowledge))) + self.beta(knowledge)
+
+
+class KnowledgeSpanHead(nn.Module):
+    """Span logits that only the entities can give: a token's entity summary ē_i against the question-aware
+    [CLS] state, s_i = ē_iᵀ W_s h_CLS and e_i = ē_iᵀ W_e h_CLS (tokens without entities score 0). Trained as an
+    auxiliary loss, it teaches the entity attention and vectors to mark answers."""
+
+    def __init__(self, hidden: int, entity_dim: int) -> None:
+        super().__init__()
+        self.W = nn.Linear(hidden, 2 * entity_dim, bias=False)
+
+    def forward(self, local: torch.Tensor, h_cls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """local [B,L,d_e], h_cls [B,d_h] → (start, end) logits [B,L]."""
+        queries = self.W(h_cls).view(h_cls.shape[0], 2, local.shape[-1])
+        return torch.einsum("bld,bkd->blk", local, queries).unbind(-1)

@@ -8,7 +8,9 @@ With answer categories (Clinical QA 2.0), a head on the answer representation a 
     p_category = σ(W₂·ReLU(W₁·a)) ∈ [0,1]^{|C|},   L_C = Σ_c w_c·BCE(p_c, y_c) / |C|,   L += λ_C·L_C
 with class weights w_c = N / (|C|·count_c) from the training labels (``mrc.categories``); with
 ``category_weighting: positive`` w_c weights only the positive term: −[w_c·y_c·log p_c + (1 − y_c)·log(1 − p_c)].
-Subclasses change ``represent`` (o from H) and ``support_weight`` (λ); see ``fusion.cmedbert``.
+Subclasses change ``represent`` (o from H) and ``support_weight`` (λ); see ``fusion.cmedbert``. When the batch
+holds answer positions, ``represent`` may return a training term of its own as ``details["auxiliary_loss"]``
+(already weighted): L += L_aux.
 
 Model directories are self-contained: ``config.json`` (encoder), ``kgmrc_config.json`` (model type and
 settings), ``model.safetensors`` and the tokenizer files.
@@ -79,7 +81,23 @@ class MRCOutput:
     support_weight: torch.Tensor | None = None
     category_logits: torch.Tensor | None = None
     category_loss: torch.Tensor | None = None
+    auxiliary_loss: torch.Tensor | None = None
     details: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def answerable(logits: torch.Tensor, context_mask: torch.Tensor) -> torch.Tensor:
+    """Span logits [B, L] restricted to where an answer may start or end: context tokens and [CLS] (position 0,
+    "not in this window")."""
+    allowed = context_mask.clone()
+    allowed[:, 0] = True
+    return logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
+
+
+def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor,
+              end_positions: torch.Tensor) -> torch.Tensor:
+    """L_A = ½(CE(start) + CE(end))."""
+    ce = nn.functional.cross_entropy
+    return 0.5 * (ce(start_logits, start_positions) + ce(end_logits, end_positions))
 
 
 class BaselineMRC(nn.Module):
@@ -133,29 +151,30 @@ class BaselineMRC(nn.Module):
                  "context_mask": context_mask, **extra}
         if support_labels is not None:
             batch["support_labels"] = support_labels
+        if start_positions is not None and end_positions is not None:
+            batch.update(start_positions=start_positions, end_positions=end_positions)
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                               token_type_ids=token_type_ids).last_hidden_state
         o, details = self.represent(hidden, batch)
+        auxiliary_loss = details.pop("auxiliary_loss", None)
         o = self.dropout(o)
         start_logits, end_logits = self.span(o).float().unbind(-1)  # fp32 logits and losses under autocast
-        answerable = context_mask.clone()
-        answerable[:, 0] = True  # [CLS] = "not in this window"
-        neg = torch.finfo(start_logits.dtype).min
-        start_logits = start_logits.masked_fill(~answerable, neg)
-        end_logits = end_logits.masked_fill(~answerable, neg)
+        start_logits, end_logits = answerable(start_logits, context_mask), answerable(end_logits, context_mask)
         support_logits = self.support(o).squeeze(-1).float()
         out = MRCOutput(start_logits, end_logits, support_logits, details=details)
         if self.category is not None:
             out.category_logits = self.category(self._answer_state(o, start_logits, end_logits)).float()
         if start_positions is not None and end_positions is not None:
-            ce = nn.functional.cross_entropy
-            out.answer_loss = 0.5 * (ce(start_logits, start_positions) + ce(end_logits, end_positions))
+            out.answer_loss = span_loss(start_logits, end_logits, start_positions, end_positions)
             out.support_loss = support_logits.new_zeros(())
             if support_labels is not None and (labelled := support_labels != -100).any():
                 out.support_loss = nn.functional.binary_cross_entropy_with_logits(
                     support_logits[labelled], support_labels[labelled].to(support_logits.dtype))
             out.support_weight = self.support_weight(o, hidden, start_logits, end_logits, support_logits, batch)
             out.loss = self.config.answer_weight * out.answer_loss + out.support_weight * out.support_loss
+            if auxiliary_loss is not None:
+                out.auxiliary_loss = auxiliary_loss.float()
+                out.loss = out.loss + out.auxiliary_loss
             if out.category_logits is not None and category_labels is not None:
                 out.category_loss = self._category_loss(out.category_logits, category_labels)
                 out.loss = out.loss + self.config.category_weight * out.category_loss

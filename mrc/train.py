@@ -432,6 +432,8 @@ def train_mrc(config: TrainConfig) -> TrainResult:
                 losses["lambda"].append(float(output.support_weight))
                 if output.category_loss is not None:
                     losses["category"].append(output.category_loss.item())
+                if output.auxiliary_loss is not None:
+                    losses["auxiliary"].append(output.auxiliary_loss.item())
             if scaler:
                 scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)

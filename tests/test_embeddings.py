@@ -151,7 +151,7 @@ def test_tuning_through_pykeen_hpo_resumes_and_writes_a_training_config(sample_s
                                                                         ) -> None:
     import yaml
 
-    from kg.embeddings.tune import TuneConfig, tune_embeddings
+    from kg.embeddings.tune import TuneConfig, default_space, tune_embeddings
 
     config = TuneConfig(kg=sample_snapshot, out=tmp_path / "study", fixed={"model": "transe", "batch_size": 256},
                         trials=2, max_epochs=2, stop_frequency=1, patience=1, valid_max_triples=50)
@@ -164,5 +164,8 @@ def test_tuning_through_pykeen_hpo_resumes_and_writes_a_training_config(sample_s
     assert EmbeddingConfig(kg=sample_snapshot, out=tmp_path / "emb", **best).epochs in (1, 2)
     assert len(tune_embeddings(config)["trials"]) == 2  # resumed: nothing left to run
     assert len(tune_embeddings(config.model_copy(update={"trials": 3}))["trials"]) == 3
+    fixed_dim = config.model_copy(update={"out": tmp_path / "fixed_dim", "trials": 1, "fixed": {
+        "model": "transe", "batch_size": 256, "dim": 24}, "space": {"optimizer": default_space()["optimizer"]}})
+    assert tune_embeddings(fixed_dim)["best"]["settings"]["dim"] == 24  # an unsearched dimension stays fixed
     with pytest.raises(ValueError, match="cannot search"):
         TuneConfig(kg=sample_snapshot, out=tmp_path, space={"model": {"width": {"type": "int", "low": 1, "high": 2}}})

@@ -127,6 +127,33 @@ def test_knowledge_lr_applies_to_the_layers_the_family_adds() -> None:
     assert {"merge", "relation", "entities", "span", "support"} <= {n.split(".")[0] for n in rate}
 
 
+def test_knowledge_span_loss_reaches_the_entity_path_while_the_merge_is_still_zero() -> None:
+    """With the zero-start merge the answer loss gives the entity path no gradient at first (o = h); the
+    knowledge-only span loss μ·L_K does, and only while training (labels present)."""
+    ids = torch.full((2, 12, 3), -1)
+    ids[:, 9, :2] = torch.tensor([3, 5])  # entities on the answer tokens (9, 10) and elsewhere
+    ids[:, 10, 0] = 7
+    ids[0, 7, 0] = 11
+    features = {"merge_residual": True, "entity_features": ["kg", "name", "type"], "entity_dim": 12}
+    plain = tiny_model(**features)
+    out = plain(**batch(ids))
+    assert out.auxiliary_loss is None and not hasattr(plain, "knowledge_span")
+    out.loss.backward()
+    assert plain.local_attention.W.weight.grad.abs().sum() == 0
+    model = tiny_model(**features, knowledge_span_weight=0.5)
+    out = model(**batch(ids))
+    assert out.auxiliary_loss is not None and out.auxiliary_loss > 0
+    expected = out.answer_loss + out.support_weight * out.support_loss + out.auxiliary_loss
+    assert torch.allclose(out.loss, expected)
+    out.loss.backward()
+    for name in ("local_attention.W.weight", "entities.project.weight", "knowledge_span.W.weight"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    unlabelled = {k: v for k, v in batch(ids).items() if not k.endswith("_positions")}
+    inference = model.eval()(**unlabelled)
+    assert inference.auxiliary_loss is None and "auxiliary_loss" not in inference.details
+
+
 def test_zero_start_merge_begins_as_the_baseline_and_learns() -> None:
     from mrc.model import BaselineMRC
 

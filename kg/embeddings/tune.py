@@ -1,6 +1,7 @@
 """Hyper-parameter search for KG embeddings through PyKEEN's HPO (``pykeen.hpo.hpo_pipeline``, optuna TPE).
 
-``tune_embeddings(config)`` searches the ranges of ``config.space`` for ``config.fixed.model`` on the fixed split
+``tune_embeddings(config)`` searches the ranges of ``config.space`` (a dimension it does not search is
+``fixed.dim``) for ``config.fixed.model`` on the fixed split
 of ``kg.embeddings.split_snapshot``. Each trial trains with Adam and PyKEEN's early stopper, which scores a seeded
 sample of ``valid_max_triples`` validation triples every ``stop_frequency`` epochs, stops after ``patience``
 evaluations without improvement and restores the best epoch's weights; the trial's value is the filtered
@@ -104,6 +105,8 @@ def tune_embeddings(config: TuneConfig) -> dict[str, Any]:
     paths, _, _ = training_paths(base, train, snapshot)
     fixed_model = {k: v for k, v in model_kwargs(base, paths).items()
                    if not (k == "relation_dim" and base.relation_dim is None)}
+    if "embedding_dim" not in config.space.get("model", {}):  # else PyKEEN would search its own default range
+        fixed_model["embedding_dim"] = base.dim
     slice_size = eval_slice_size(base, snapshot.num_entities)
     config.out.mkdir(parents=True, exist_ok=True)
     study_name = "kgmrc"
@@ -127,6 +130,8 @@ def tune_embeddings(config: TuneConfig) -> dict[str, Any]:
                                              "evaluation_slice_size": slice_size},
             evaluation_kwargs={"batch_size": base.eval_batch_size, "slice_size": slice_size, "use_tqdm": False,
                                "additional_filter_triples": [valid.mapped_triples, test.mapped_triples]},
+            # the stopper re-reads its batch and slice sizes from the evaluator after its first evaluation
+            evaluator_kwargs={"filtered": True, "batch_size": base.eval_batch_size, "slice_size": slice_size},
             metric=METRIC, device=resolve_device(base.device),
             storage=storage, study_name=study_name, load_if_exists=True,
             sampler="tpe", sampler_kwargs={"seed": base.seed}, n_trials=remaining)
