@@ -10,6 +10,10 @@ extraction and PTransE training under 4 GB on xywy, under 12 GB on CMeKG.
   python bench/kg_embeddings.py                                           # xywy: TransE, TransR, PTransE
   python bench/kg_embeddings.py --models transe ptranse ptranse3          # ptranse3: paths of up to 3 steps
   python bench/kg_embeddings.py --snapshot CMEKG/snapshot --epochs 6 --models transe ptranse --name kg_embeddings_cmekg
+  python bench/kg_embeddings.py --models transe ptranse --model-config transe_nssa=configs/emb/transe_nssa.yaml
+
+``--model-config NAME=FILE`` adds a model trained with a train_kg_embeddings.py config of its own (e.g. a tuned
+``best.yaml``; its dimension and epochs, not ``--dim``/``--epochs``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 
 from bench.common import SHARED, build_snapshot, write_result
 from kg import arcadedb
-from kgutil.cli import setup_logging
+from kgutil.cli import read_config_file, setup_logging
 from kg.embeddings import EmbeddingConfig, train_embeddings
 
 
@@ -78,27 +82,36 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--eval-max-triples", type=int, default=5000)
     p.add_argument("--models", nargs="+", default=["transe", "transr", "ptranse"])
+    p.add_argument("--model-config", nargs="+", default=[], metavar="NAME=FILE",
+                   help="a model trained with its own train_kg_embeddings.py config")
     p.add_argument("--name", default="kg_embeddings", help="writes bench/results/NAME.json")
     p.add_argument("--memory-target-mb", type=int, default=4096, help="peak RSS target of paths and PTransE")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one model, config on stdin
     args = p.parse_args()
     if args.worker:
         return worker()
+    if bad := [item for item in args.model_config if "=" not in item]:
+        p.error(f"--model-config takes NAME=FILE, got {bad[0]!r}")
     setup_logging("INFO")
     work = Path(tempfile.mkdtemp(prefix="kgmrc-emb-bench-"))
     try:
         snapshot = args.snapshot or build_snapshot(args.triples, args.kg_config, work)
         results = {}
-        for name in args.models:
-            model, settings = VARIANTS.get(name, (name, {}))
-            config = EmbeddingConfig(kg=snapshot, out=work / name, model=model, dim=args.dim, epochs=args.epochs,
-                                     eval_max_triples=args.eval_max_triples, resume=False, progress=False, **settings)
+        configured = dict(item.split("=", 1) for item in args.model_config)
+        for name in [*args.models, *configured]:
+            if name in configured:
+                settings = read_config_file(Path(configured[name]))
+            else:
+                model, extra = VARIANTS.get(name, (name, {}))
+                settings = {"model": model, "dim": args.dim, "epochs": args.epochs, **extra}
+            config = EmbeddingConfig(**{**settings, "kg": snapshot, "out": work / name, "resume": False,
+                                        "progress": False, "eval_max_triples": args.eval_max_triples})
             results[name] = train_in_fresh_process(config)
             popularity = results[name].pop("popularity")
-            if model == "ptranse":
+            if config.model == "ptranse":
                 results[name]["path_extraction_peak_rss_mb"] = paths_peak_rss_mb(snapshot, config.path_max_length)
         results["popularity"] = popularity  # the same test triples for every model
-        figures = {"snapshot": str(snapshot), "dim": args.dim, "epochs": args.epochs,
+        figures = {"snapshot": str(snapshot), "dim": args.dim, "epochs": args.epochs, "model_configs": configured,
                    "eval_max_triples": args.eval_max_triples, "models": results,
                    "targets": {"transe_seconds_per_epoch_max": 40, "ptranse_epoch_ratio_max": 3.0,
                                "ptranse_mrr_at_least_transe": True, "peak_rss_mb_max": args.memory_target_mb}}

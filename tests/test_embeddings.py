@@ -166,6 +166,7 @@ def test_tuning_through_pykeen_hpo_resumes_and_writes_a_training_config(sample_s
     assert len(tune_embeddings(config.model_copy(update={"trials": 3}))["trials"]) == 3
     fixed_dim = config.model_copy(update={"out": tmp_path / "fixed_dim", "trials": 1, "fixed": {
         "model": "transe", "batch_size": 256, "dim": 24}, "space": {"optimizer": default_space()["optimizer"]}})
-    assert tune_embeddings(fixed_dim)["best"]["settings"]["dim"] == 24  # an unsearched dimension stays fixed
+    searched = tune_embeddings(fixed_dim)  # components left out of the space keep the fixed settings
+    assert searched["best"]["settings"]["dim"] == 24 and set(searched["trials"][0]["params"]) == {"lr"}
     with pytest.raises(ValueError, match="cannot search"):
         TuneConfig(kg=sample_snapshot, out=tmp_path, space={"model": {"width": {"type": "int", "low": 1, "high": 2}}})

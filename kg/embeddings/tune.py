@@ -1,7 +1,7 @@
 """Hyper-parameter search for KG embeddings through PyKEEN's HPO (``pykeen.hpo.hpo_pipeline``, optuna TPE).
 
-``tune_embeddings(config)`` searches the ranges of ``config.space`` (a dimension it does not search is
-``fixed.dim``) for ``config.fixed.model`` on the fixed split
+``tune_embeddings(config)`` searches the ranges of ``config.space`` (a component it leaves out keeps the ``fixed``
+settings, see ``fixed_kwargs``) for ``config.fixed.model`` on the fixed split
 of ``kg.embeddings.split_snapshot``. Each trial trains with Adam and PyKEEN's early stopper, which scores a seeded
 sample of ``valid_max_triples`` validation triples every ``stop_frequency`` epochs, stops after ``patience``
 evaluations without improvement and restores the best epoch's weights; the trial's value is the filtered
@@ -28,7 +28,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pykeen.hpo import hpo_pipeline
 
-from kg.embeddings.pipeline import EmbeddingConfig, eval_slice_size, model_kwargs, split_snapshot, training_paths
+from kg.embeddings.pipeline import (EmbeddingConfig, eval_slice_size, loss_kwargs, model_kwargs, split_snapshot,
+                                   training_paths)
 from kg.embeddings.popularity import popularity_metrics, sample_triples
 from kg.embeddings.ptranse import PTransETrainingLoop
 from kg.snapshot import Snapshot
@@ -61,7 +62,8 @@ class TuneConfig(BaseModel):
     fixed: dict[str, Any] = Field(default_factory=dict, description="EmbeddingConfig settings every trial shares "
                                   "(model, loss, norm, batch_size, seed, split, path settings, …)")
     space: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=default_space,
-                                                        description="ranges per component (PyKEEN's format)")
+                                                        description="ranges per component (PyKEEN's format); a component "
+                                                        "left out is fixed at the `fixed` settings")
     trials: int = Field(20, ge=1, description="trials of the study in all (a resumed study runs the rest)")
     max_epochs: int = Field(100, ge=1)
     valid_max_triples: int | None = Field(2000, ge=1, description="validation triples scored (seeded sample)")
@@ -80,6 +82,25 @@ class TuneConfig(BaseModel):
 
     def embedding_config(self, **params: Any) -> EmbeddingConfig:
         return EmbeddingConfig.model_validate({**self.fixed, **params, "kg": self.kg, "out": self.out / "best"})
+
+
+def fixed_kwargs(base: EmbeddingConfig, model: dict[str, Any], space: dict[str, dict[str, dict[str, Any]]]
+                 ) -> dict[str, dict[str, Any]]:
+    """The settings PyKEEN must not search, per component: a component left out of ``space`` is fixed at the
+    ``fixed`` settings (dimension, margin, lr, negatives); a component in ``space`` (even ``{}``) is searched over
+    PyKEEN's default ranges for it, updated by the given ones. Structural model settings (norm, paths) are fixed
+    always."""
+    searchable = {"embedding_dim", "relation_dim"}
+    structural = {k: v for k, v in model.items() if k not in searchable}
+    fixed = {"model": {**structural, "embedding_dim": base.dim,
+                       **({"relation_dim": model["relation_dim"]} if "relation_dim" in model else {})},
+             "loss": loss_kwargs(base), "optimizer": {"lr": base.lr},
+             "negative_sampler": {"num_negs_per_pos": base.num_negs_per_pos}}
+    if "model" in space and base.relation_dim is not None and "relation_dim" in model \
+            and "relation_dim" not in space["model"]:
+        structural["relation_dim"] = base.relation_dim
+    return {component: (structural if component == "model" else {}) if component in space else kwargs
+            for component, kwargs in fixed.items()}
 
 
 def _completed(study: optuna.Study) -> int:
@@ -103,10 +124,7 @@ def tune_embeddings(config: TuneConfig) -> dict[str, Any]:
     popularity = popularity_metrics(train.mapped_triples.numpy(), known, sample, snapshot.num_entities,
                                     snapshot.num_relations, max_triples=None, seed=base.seed)
     paths, _, _ = training_paths(base, train, snapshot)
-    fixed_model = {k: v for k, v in model_kwargs(base, paths).items()
-                   if not (k == "relation_dim" and base.relation_dim is None)}
-    if "embedding_dim" not in config.space.get("model", {}):  # else PyKEEN would search its own default range
-        fixed_model["embedding_dim"] = base.dim
+    fixed = fixed_kwargs(base, model_kwargs(base, paths), config.space)
     slice_size = eval_slice_size(base, snapshot.num_entities)
     config.out.mkdir(parents=True, exist_ok=True)
     study_name = "kgmrc"
@@ -118,11 +136,13 @@ def tune_embeddings(config: TuneConfig) -> dict[str, Any]:
     if remaining > 0:
         hpo_pipeline(
             training=train, validation=scored, testing=scored,
-            model=base.model, model_kwargs=fixed_model, model_kwargs_ranges=config.space.get("model"),
-            loss=base.loss, loss_kwargs_ranges=config.space.get("loss") or None,
-            optimizer="adam", optimizer_kwargs_ranges=config.space.get("optimizer"),
+            model=base.model, model_kwargs=fixed["model"], model_kwargs_ranges=config.space.get("model"),
+            loss=base.loss, loss_kwargs=fixed["loss"], loss_kwargs_ranges=config.space.get("loss") or None,
+            optimizer="adam", optimizer_kwargs=fixed["optimizer"],
+            optimizer_kwargs_ranges=config.space.get("optimizer"),
             training_loop=PTransETrainingLoop if base.model == "ptranse" else "slcwa",
-            negative_sampler="basic", negative_sampler_kwargs_ranges=config.space.get("negative_sampler"),
+            negative_sampler="basic", negative_sampler_kwargs=fixed["negative_sampler"],
+            negative_sampler_kwargs_ranges=config.space.get("negative_sampler"),
             training_kwargs={"num_epochs": config.max_epochs, "batch_size": base.batch_size, "use_tqdm": False},
             stopper="early", stopper_kwargs={"frequency": config.stop_frequency, "patience": config.patience,
                                              "relative_delta": config.relative_delta, "metric": METRIC,
