@@ -61,9 +61,9 @@ class TuneConfig(BaseModel):
     out: Path = Field(description="study directory")
     fixed: dict[str, Any] = Field(default_factory=dict, description="EmbeddingConfig settings every trial shares "
                                   "(model, loss, norm, batch_size, seed, split, path settings, …)")
-    space: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=default_space,
-                                                        description="ranges per component (PyKEEN's format); a component "
-                                                        "left out is fixed at the `fixed` settings")
+    space: dict[str, dict[str, dict[str, Any]]] = Field(
+        default_factory=default_space,
+        description="ranges per component (PyKEEN's format); a component left out is fixed at the `fixed` settings")
     trials: int = Field(20, ge=1, description="trials of the study in all (a resumed study runs the rest)")
     max_epochs: int = Field(100, ge=1)
     valid_max_triples: int | None = Field(2000, ge=1, description="validation triples scored (seeded sample)")
@@ -160,13 +160,13 @@ def tune_embeddings(config: TuneConfig) -> dict[str, Any]:
 
 
 def write_summary(study: optuna.Study, config: TuneConfig, popularity: dict[str, float]) -> dict[str, Any]:
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]  # pruned: stopped unfinished
     trials = [{"number": t.number, "state": t.state.name, "mrr": t.value,
                "hits@10": t.user_attrs.get("both.realistic.hits_at_10"),
                "params": {PARAMETERS.get(k, k): v for k, v in t.params.items()},
-               "best_epoch": best_epoch(t, config) if t.value is not None else None,
+               "best_epoch": best_epoch(t, config) if t.state == optuna.trial.TrialState.COMPLETE else None,
                "training_seed": t.user_attrs.get("random_seed")}
               for t in study.trials]
-    done = [t for t in study.trials if t.value is not None]
     summary: dict[str, Any] = {"model": config.embedding_config().model, "validation_triples":
                                config.valid_max_triples, "popularity": popularity, "trials": trials}
     if done:
