@@ -92,8 +92,7 @@ def fixed_kwargs(base: EmbeddingConfig, model: dict[str, Any], space: dict[str, 
     always."""
     searchable = {"embedding_dim", "relation_dim"}
     structural = {k: v for k, v in model.items() if k not in searchable}
-    fixed = {"model": {**structural, "embedding_dim": base.dim,
-                       **({"relation_dim": model["relation_dim"]} if "relation_dim" in model else {})},
+    fixed = {"model": {**model, "embedding_dim": base.dim},
              "loss": loss_kwargs(base), "optimizer": {"lr": base.lr},
              "negative_sampler": {"num_negs_per_pos": base.num_negs_per_pos}}
     if "model" in space and base.relation_dim is not None and "relation_dim" in model \
