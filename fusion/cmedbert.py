@@ -5,6 +5,8 @@
                       hˡ⁺¹ = GatedFusion(hˡ, ē, ê)
     o = σ(W_o[H; hᴸ]);  span and support heads on o (as the baseline);  L = L_A + λ·L_S with dynamic λ
     (+ μ·L_K with ``knowledge_span_weight`` μ > 0: L_K is the span loss of the last loop's ē alone).
+Token features add zero-start embeddings to o: the KG relation to a question entity (``relation_feature``) and the
+KG-score rank bucket of the token's entity (``kg_score_feature``; ``fusion.entities``).
 Ablations: ``local=False`` (ē = 0), ``global_=False`` (ê = 0), ``dynamic_lambda=False`` (fixed λ), ``loops``.
 With every entity masked, ē = ê = 0 and the model is the same computation as with fusion on an empty KG.
 """
@@ -20,7 +22,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from fusion.entities import EntityInputs
+from fusion.entities import KG_SCORE_BUCKETS, EntityInputs
 from fusion.layers import (DynamicLambda, EntityRepresentation, GatedFusion, GlobalEntityAttention,
                            KnowledgeSpanHead, LocalEntityAttention, OutputMerge, ScaleShift)
 from kg.embeddings.export import KGEmbeddings
@@ -67,21 +69,25 @@ class FusionConfig(BaseModel):
     relation_feature: bool = Field(False, description="a token feature: the KG relation between a question entity "
                                    "and the token's entity (retrieval.relations), a zero-start embedding added to "
                                    "the output states")
-    snapshot: str | None = Field(None, description="KG snapshot of the index, for the relation feature (default: "
-                                                   "the path the index recorded)")
+    kg_score_feature: bool = Field(False, description="a token feature: the rank of the token's entity among the "
+                                   "window's passage entities by how well the KG vectors fit a triple from a question "
+                                   "entity over the relations the question names (fusion.entities), bucketed, a "
+                                   "zero-start embedding added to the output states; needs translational vectors")
+    snapshot: str | None = Field(None, description="KG snapshot of the index, for the relation and KG-score features "
+                                                   "(default: the path the index recorded)")
     knowledge_span_weight: float = Field(0.0, ge=0, description="μ of an auxiliary loss L += μ·L_K: the answer "
                                          "span predicted from the entities alone (fusion.layers.KnowledgeSpanHead), a "
                                          "training signal only the knowledge path can answer; 0 = off")
-    knowledge: bool = Field(True, description="false masks every entity and relation (ē = ê = 0): the same model "
-                                              "on an empty KG, the inference-time ablation that measures what its "
-                                              "knowledge contributes (bench/knowledge_ablation.py)")
+    knowledge: bool = Field(True, description="false masks every entity, relation and KG score (ē = ê = 0): the "
+                                              "same model on an empty KG, the inference-time ablation that measures "
+                                              "what its knowledge contributes (bench/knowledge_ablation.py)")
 
 
 class CMedBERT(BaselineMRC):
     model_type = "cmedbert"
     settings = FusionConfig
     added_modules = ("entities", "local_attention", "global_attention", "gate", "merge", "dynamic_lambda", "relation",
-                     "knowledge_span")
+                     "kg_score", "knowledge_span")
     frozen_settings = json.loads(Path(__file__).with_name("fingerprint_defaults.json").read_text(encoding="utf-8"))
 
     def __init__(self, encoder: nn.Module, config: ModelConfig, *, tables: dict[str, torch.Tensor] | None = None
@@ -111,6 +117,9 @@ class CMedBERT(BaselineMRC):
         if self.fusion.relation_feature:  # row 0: no relation; every row starts at 0, so o starts unchanged
             self.relation = nn.Embedding(int(tables["n_relations"]) + 1, hidden, padding_idx=0)
             nn.init.zeros_(self.relation.weight)
+        if self.fusion.kg_score_feature:  # row 0: no scored entity; zero-start like the relation feature
+            self.kg_score = nn.Embedding(len(KG_SCORE_BUCKETS) + 2, hidden, padding_idx=0)
+            nn.init.zeros_(self.kg_score.weight)
 
     @classmethod
     def from_state(cls, encoder: nn.Module, config: ModelConfig, state: dict[str, torch.Tensor]) -> "CMedBERT":
@@ -238,6 +247,11 @@ class CMedBERT(BaselineMRC):
             if relations is None:
                 raise ValueError("cmedbert inputs lack relation_ids; call model.attach_inputs(features, ...) first")
             o = o + self.relation(relations.clamp(min=0) * self.fusion.knowledge)
+        if self.fusion.kg_score_feature:
+            buckets = batch.get("kg_score_ids")
+            if buckets is None:
+                raise ValueError("cmedbert inputs lack kg_score_ids; call model.attach_inputs(features, ...) first")
+            o = o + self.kg_score(buckets.clamp(min=0) * self.fusion.knowledge)
         return o, details
 
     def support_weight(self, o: torch.Tensor, hidden: torch.Tensor, start_logits: torch.Tensor,

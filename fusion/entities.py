@@ -1,9 +1,14 @@
 """Entity inputs of CMedBERT: link questions and passages once, align links to every window's tokens.
 
-``EntityInputs.attach`` sets ``feature.extra["entity_ids"]`` ([L, K], -1 = none) for every window, and with the
-relation feature ``feature.extra["relation_ids"]`` ([L], 0 = none; ``retrieval.relations``). The arrays
-are cached under ``cache_dir`` keyed by the index checksum, the linker settings, K, and the exact windows (token
-ids and offsets, hence dataset file, tokenizer and window settings), so training never links twice.
+``EntityInputs.attach`` sets ``feature.extra["entity_ids"]`` ([L, K], -1 = none) for every window; with the
+relation feature ``feature.extra["relation_ids"]`` ([L], 0 = none; ``retrieval.relations``); with the KG-score
+feature ``feature.extra["kg_score_ids"]`` ([L], 0 = none): each passage entity is scored by how well the KG vectors
+fit a triple between it and a question entity, over the relations the question names (all when it names none):
+s(c) = max_{q, r, ±} −‖e_q ± r − e_c‖ (``KGEmbeddings.translation_scores``); a window's scored entities are
+ranked (1 = best), and a token gets the bucket of its best-ranked entity (ranks 1, 2, 3, 4–5, 6–10, 11+ → 1 … 6).
+The arrays are cached under ``cache_dir`` keyed by the index checksum, the linker settings, K, the features' inputs
+and the exact windows (token ids and offsets, hence dataset file, tokenizer and window settings), so training never
+links twice.
 """
 
 from __future__ import annotations
@@ -15,13 +20,35 @@ from typing import Any
 
 import numpy as np
 
+from kg.embeddings.export import KGEmbeddings
+from kg.snapshot import Snapshot
 from kgutil.io import atomic_path
 from retrieval.align import token_entity_ids
 from retrieval.index import EntityIndex
 from retrieval.linker import EntityLinker, Link, LinkerConfig
-from retrieval.relations import RelationLookup
+from retrieval.relations import RelationLookup, named_relations
 
 log = logging.getLogger(__name__)
+
+KG_SCORE_BUCKETS = (1, 2, 3, 5, 10)  # upper rank bounds: ranks 1, 2, 3, 4–5, 6–10, 11+ → bucket ids 1 … 6
+
+
+def rank_buckets(entity_ids: np.ndarray, sequence_ids: list[int | None], scores: dict[int, float]) -> np.ndarray:
+    """``[L]`` bucket ids of one window (module docstring): its passage entities with a score ranked, 1 = best (ties
+    share the better rank); each passage token gets the bucket of its best-ranked entity, 0 when it has none."""
+    out = np.zeros(len(entity_ids), dtype=np.int64)
+    passage = np.asarray([s == 1 for s in sequence_ids])[:, None] & (entity_ids >= 0)
+    present = sorted({int(e) for e in np.unique(entity_ids[passage])} & scores.keys())
+    if not present:
+        return out
+    values = np.asarray([scores[e] for e in present])
+    ranks = 1 + (values[None, :] > values[:, None]).sum(axis=1)
+    bucket_of = dict(zip(present, 1 + np.searchsorted(KG_SCORE_BUCKETS, ranks, side="left")))
+    for i, k in zip(*np.nonzero(passage)):
+        bucket = bucket_of.get(int(entity_ids[i, k]), 0)
+        if bucket and (out[i] == 0 or bucket < out[i]):
+            out[i] = bucket
+    return out
 
 
 class EntityInputs:
@@ -34,6 +61,8 @@ class EntityInputs:
         self.linker_config = LinkerConfig.model_validate(fusion.linker)
         self._linker: EntityLinker | None = None
         self._relations: RelationLookup | None = None
+        self._snapshot: Snapshot | None = None
+        self._vectors: KGEmbeddings | None = None
         self.cache_dir = Path(fusion.cache_dir) if fusion.cache_dir else Path(fusion.index) / "cache"
 
     @property
@@ -43,22 +72,48 @@ class EntityInputs:
         return self._linker
 
     @property
-    def relations(self) -> RelationLookup:
-        """The KG's relations, from the snapshot the index was built from (``fusion.snapshot`` overrides where
-        it lies now); a snapshot of another KG is refused."""
-        if self._relations is None:
-            from kg.snapshot import Snapshot
-
+    def snapshot(self) -> Snapshot:
+        """The KG snapshot the index was built from (``fusion.snapshot`` overrides where it lies now); a snapshot
+        of another KG is refused."""
+        if self._snapshot is None:
             path = self.config.snapshot or self.index.snapshot_path
             if not path or not Path(path, "manifest.json").exists():
-                raise ValueError(f"the relation feature needs the KG snapshot of index {self.config.index}: "
-                                 f"{path or 'none recorded'} not found; give it with --snapshot DIR")
+                raise ValueError(f"the relation and KG-score features need the KG snapshot of index "
+                                 f"{self.config.index}: {path or 'none recorded'} not found; give it with "
+                                 f"--snapshot DIR")
             snapshot = Snapshot.load(Path(path), verify=False)
             if snapshot.checksum != self.index.snapshot_checksum:
                 raise ValueError(f"snapshot {path} ({snapshot.checksum[:12]}…) is not the one index "
                                  f"{self.config.index} was built from ({self.index.snapshot_checksum[:12]}…)")
-            self._relations = RelationLookup.from_snapshot(snapshot)
+            self._snapshot = snapshot
+        return self._snapshot
+
+    @property
+    def relations(self) -> RelationLookup:
+        if self._relations is None:
+            self._relations = RelationLookup.from_snapshot(self.snapshot)
         return self._relations
+
+    @property
+    def vectors(self) -> KGEmbeddings:
+        """The KG-embeddings export (entity and relation vectors) the KG-score feature reads."""
+        if self._vectors is None:
+            if not self.config.embeddings or not Path(self.config.embeddings, "metadata.json").exists():
+                raise ValueError(f"the KG-score feature needs the model's KG embeddings export: "
+                                 f"{self.config.embeddings or 'none recorded'} not found")
+            self._vectors = KGEmbeddings.load(Path(self.config.embeddings),
+                                              snapshot_checksum=self.index.snapshot_checksum)
+        return self._vectors
+
+    def kg_scores(self, question: str, links: dict[int, list[Link]]) -> dict[int, float]:
+        """Passage entity → s(c) from the question's entities (module docstring); question entities get none."""
+        asked = np.unique([link.entity_id for link in links[0]]).astype(np.int64)
+        candidates = np.asarray(sorted({link.entity_id for link in links[1]} - set(asked.tolist())), dtype=np.int64)
+        if not len(asked) or not len(candidates):
+            return {}
+        named = named_relations(question, self.snapshot.relation_names)
+        scores = self.vectors.translation_scores(asked, candidates, named if len(named) else None)
+        return dict(zip(candidates.tolist(), scores.tolist()))
 
     def _key(self, features: list[Any], examples: list[Any]) -> str:
         h = hashlib.sha256()
@@ -67,6 +122,8 @@ class EntityInputs:
         h.update(str(self.config.entities_per_token).encode())
         if self.config.relation_feature:
             h.update(b" relations")
+        if self.config.kg_score_feature:
+            h.update(b" kg_scores" + Path(self.config.embeddings, "metadata.json").read_bytes())
         for f in features:
             ex = examples[f.example_index]
             h.update(ex.question.encode() + b"\0" + ex.context.encode() + b"\0")
@@ -91,6 +148,10 @@ class EntityInputs:
             if self.config.relation_feature:
                 arrays["relations"] = np.concatenate([self.relations.token_relations(ids, f.sequence_ids)
                                                       for ids, f in zip(windows, features)])
+            if self.config.kg_score_feature:
+                scores = [self.kg_scores(ex.question, ex_links) for ex, ex_links in zip(examples, links)]
+                arrays["kg_scores"] = np.concatenate([rank_buckets(ids, f.sequence_ids, scores[f.example_index])
+                                                      for ids, f in zip(windows, features)])
             with atomic_path(path) as tmp:
                 with open(tmp, "wb") as fh:
                     np.savez(fh, **arrays)
@@ -104,6 +165,11 @@ class EntityInputs:
                 f.extra["relation_ids"] = chunk
             log.info("relation feature: %.1f%% of tokens carry a KG relation to a question entity",
                      100 * float((arrays["relations"] > 0).mean()) if len(ids) else 0.0)
+        if "kg_scores" in arrays:
+            for f, chunk in zip(features, np.split(arrays["kg_scores"], bounds)):
+                f.extra["kg_score_ids"] = chunk
+            log.info("KG-score feature: %.1f%% of tokens carry a scored entity",
+                     100 * float((arrays["kg_scores"] > 0).mean()) if len(ids) else 0.0)
 
     def link_examples(self, examples: list[Any]) -> list[dict[int, list[Link]]]:
         """{segment: links} per example: 0 = question, 1 = passage (each distinct text linked once)."""

@@ -4,14 +4,22 @@ For a window with question entities Q (every entity linked on a question token),
 e_i1 … e_iK (best link first) gets r_i = 1 + the id of the relation of the first triple (q, r, e_ik) or
 (e_ik, r, q) with q ∈ Q, q ≠ e_ik, taken in slot order k = 1 … K (then question entities by id; a pair
 linked by several relations counts its lowest relation id); r_i = 0 when no such triple exists.
-Question tokens and special tokens get 0.
+Question tokens and special tokens get 0. ``named_relations`` finds the relations a question names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from kg.snapshot import Snapshot
+
+
+def named_relations(question: str, relation_names: Sequence[str], min_chars: int = 2) -> np.ndarray:
+    """Ids of the relations whose name (≥ ``min_chars`` characters) appears in ``question`` ("…的症状" → 症状)."""
+    return np.asarray([i for i, name in enumerate(relation_names) if len(name) >= min_chars and name in question],
+                      dtype=np.int64)
 
 
 class RelationLookup:

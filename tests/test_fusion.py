@@ -225,19 +225,44 @@ def test_relation_lookup_marks_passage_tokens_related_to_a_question_entity() -> 
     assert lookup.token_relations(np.where(np.arange(7)[:, None] == 1, -1, ids), sequence).tolist() == [0] * 7
 
 
-def test_relation_feature_begins_as_the_model_without_it_and_learns() -> None:
-    plain, related = tiny_model(merge_residual=True).eval(), tiny_model(merge_residual=True, relation_feature=True)
-    related.load_state_dict(plain.state_dict(), strict=False)
+def test_named_relations_translation_scores_and_rank_buckets() -> None:
+    from fusion.entities import rank_buckets
+    from kg.embeddings.export import KGEmbeddings
+    from retrieval.relations import named_relations
+
+    assert named_relations("糖尿病的症状有哪些？", ["症状", "病因", "症", "临床症状"]).tolist() == [0]
+    # e0 + r0 = e1 exactly; e2 is 3 away from e0 ± r1 in L1 (|0 ± 1 − 0| + |0 − 2| = 3)
+    emb = KGEmbeddings(entity=torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [5.0, 5.0]]),
+                       relation=torch.tensor([[1.0, 0.0], [-1.0, 0.0]]), metadata={"model": "transe"})
+    assert emb.translation_scores(np.array([0]), np.array([1, 2, 3])).tolist() == [0.0, -3.0, -9.0]
+    assert emb.translation_scores(np.array([1]), np.array([0]), np.array([1])).tolist() == [0.0]  # e1 + r1 = e0
+    with pytest.raises(ValueError, match="translational"):
+        KGEmbeddings(emb.entity, emb.relation, {"model": "rotate"}).translation_scores(np.array([0]), np.array([1]))
+    ids = np.full((8, 2), -1)
+    ids[1, 0] = 9                       # a question token: never bucketed
+    ids[3], ids[4], ids[5] = [7, 5], [5, -1], [6, 8]
+    ids[6, 0] = 4                       # an entity without a score
+    sequence = [None, 0, None, 1, 1, 1, 1, None]
+    scores = {5: -1.0, 6: -2.0, 7: -2.0, 8: -9.0, 9: 0.0}   # ranks in the window: 5 → 1, 6 and 7 → 2, 8 → 4
+    assert rank_buckets(ids, sequence, scores).tolist() == [0, 0, 0, 1, 1, 2, 0, 0]
+    assert rank_buckets(ids, sequence, {}).tolist() == [0] * 8
+
+
+@pytest.mark.parametrize("feature, key, module", [("relation_feature", "relation_ids", "relation"),
+                                                  ("kg_score_feature", "kg_score_ids", "kg_score")])
+def test_token_feature_begins_as_the_model_without_it_and_learns(feature: str, key: str, module: str) -> None:
+    plain, featured = tiny_model(merge_residual=True).eval(), tiny_model(merge_residual=True, **{feature: True})
+    featured.load_state_dict(plain.state_dict(), strict=False)
     ids = torch.full((2, 12, 3), -1)
     ids[0, 7, :2] = torch.tensor([3, 5])
     b = batch(ids)
-    relations = torch.zeros(2, 12, dtype=torch.long)
-    relations[0, 7], relations[1, 9], relations[1, 11] = 2, 4, -1  # -1: padding
-    assert torch.allclose(related.eval()(**b, relation_ids=relations).start_logits, plain(**b).start_logits)
-    with pytest.raises(ValueError, match="relation_ids"):
-        related(**b)
-    related.train()(**b, relation_ids=relations).loss.backward()
-    grad = related.relation.weight.grad.abs().sum(dim=1)
+    values = torch.zeros(2, 12, dtype=torch.long)
+    values[0, 7], values[1, 9], values[1, 11] = 2, 4, -1  # -1: padding
+    assert torch.allclose(featured.eval()(**b, **{key: values}).start_logits, plain(**b).start_logits)
+    with pytest.raises(ValueError, match=key):
+        featured(**b)
+    featured.train()(**b, **{key: values}).loss.backward()
+    grad = getattr(featured, module).weight.grad.abs().sum(dim=1)
     assert grad[2] > 0 and grad[4] > 0 and grad[0] == 0 and grad[1] == 0
 
 
@@ -312,7 +337,7 @@ def test_cli_trains_cmedbert_with_ablations_and_predicts_entities(tiny_encoder: 
     subprocess.run(common + ["--encoder", str(tiny_encoder), "--out", str(tmp_path / "base")], check=True)
     cmd = common + ["--model-type", "cmedbert", "--init-from", str(tmp_path / "base" / "best"),
                     "--index", str(sample_kg_assets["idx"]), "--embeddings", str(sample_kg_assets["emb"]),
-                    "--no-global", "--loops", "1", "--precision", "bf16", "--relation-feature",
+                    "--no-global", "--loops", "1", "--precision", "bf16", "--relation-feature", "--kg-score-feature",
                     "--out", str(tmp_path / "run")]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     from mrc.model import load_model
@@ -324,6 +349,7 @@ def test_cli_trains_cmedbert_with_ablations_and_predicts_entities(tiny_encoder: 
     assert saved["config"]["model_type"] == "cmedbert"
     assert saved["config"]["fusion"]["global_"] is False and saved["config"]["fusion"]["loops"] == 1
     assert saved["config"]["fusion"]["relation_feature"] and cmed.relation.weight.abs().sum() > 0  # it trained
+    assert saved["config"]["fusion"]["kg_score_feature"] and cmed.kg_score.weight.abs().sum() > 0
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), "--model",
                           str(tmp_path / "run" / "best"), "--question", "二甲双胍常见的不良反应是什么？",
                           "--passage", "二甲双胍是2型糖尿病的一线治疗药物，常见不良反应为胃肠道反应。", "--json"],

@@ -1,0 +1,136 @@
+#!/usr/bin/env python
+"""Do the KG and its entity vectors point at answers? A check that needs no MRC training.
+
+For each answerable CMedMRC dev question with ≥ 1 linked question entity (set Q), the candidates are the distinct
+entities linked in its passage, outside Q; a candidate is a hit when one of its mentions overlaps a gold answer.
+Each scorer ranks the candidates of a question:
+  random      — every candidate alike;
+  popularity  — the entity's degree in the KG;
+  neighbour   — 1 when a triple joins the candidate to an entity of Q;
+  NAME:translation — max over q ∈ Q, relations r and both directions of −‖e_q + r − e_c‖ (TransE's score,
+              ``KGEmbeddings.translation_scores``);
+  NAME:named_relation — the same over the relations whose name appears in the question (症状, 并发症, …), all
+              relations when none does: the ranking behind CMedBERT's KG-score feature (``fusion.entities``);
+  NAME:cosine — max over q ∈ Q of cos(e_q, e_c).
+Per question: precision at 1, p@1 = |hits ∩ top| / |top| (``top``: the candidates tied at the best score), and
+AUC = P(score(hit) > score(miss)) with ties ½ (questions with hits and misses). Means with 95% bootstrap CIs over
+questions, and each scorer's paired difference from ``random``. Writes ``bench/results/kg_answer_signal.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from bench.common import SHARED, write_result
+from kg.embeddings.export import KGEmbeddings
+from kg.snapshot import Snapshot
+from kgutil.cli import setup_logging
+from mrc.crossval import bootstrap_ci
+from mrc.data import Example, read_dataset
+from retrieval.index import EntityIndex
+from retrieval.linker import EntityLinker, Link, LinkerConfig
+from retrieval.relations import RelationLookup, named_relations
+
+
+def candidates(example: Example, question_links: list[Link], passage_links: list[Link]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(question entity ids, candidate entity ids, hit flags) of one question, as the module states."""
+    question = np.unique([link.entity_id for link in question_links]).astype(np.int64)
+    answers = [(a.start, a.start + len(a.text)) for a in example.answers]
+    hit: dict[int, bool] = {}
+    for link in passage_links:
+        if link.entity_id in question:
+            continue
+        overlaps = any(link.start < end and start < link.end for start, end in answers)
+        hit[link.entity_id] = hit.get(link.entity_id, False) or overlaps
+    ids = np.fromiter(hit, dtype=np.int64, count=len(hit))
+    return question, ids, np.fromiter(hit.values(), dtype=bool, count=len(hit))
+
+
+def cosine_scores(emb: KGEmbeddings, question: np.ndarray, cands: np.ndarray) -> np.ndarray:
+    """max_q cos(e_q, e_c) for each candidate (``[C]``)."""
+    e = emb.entity.numpy()
+    q, c = e[question], e[cands]
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+    return (q @ c.T).max(axis=0)
+
+
+def precision_at_1(scores: np.ndarray, hits: np.ndarray) -> float:
+    top = scores == scores.max()
+    return float(hits[top].mean())
+
+
+def auc(scores: np.ndarray, hits: np.ndarray) -> float:
+    """P(score(hit) > score(miss)), ties ½."""
+    h, m = scores[hits][:, None], scores[~hits][None, :]
+    return float(((h > m) + 0.5 * (h == m)).mean())
+
+
+def summary(values: list[float], reference: list[float]) -> dict[str, float | list[float]]:
+    v, diff = np.asarray(values), np.asarray(values) - np.asarray(reference)
+    return {"mean": round(100 * v.mean(), 2), "ci95": [round(100 * x, 2) for x in bootstrap_ci(v)],
+            "diff_vs_random": round(100 * diff.mean(), 2), "diff_ci95": [round(100 * x, 2) for x in bootstrap_ci(diff)]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--index", type=Path, required=True, help="entity index of the KG (scripts/build_entity_index.py)")
+    p.add_argument("--kg", type=Path, required=True, help="the KG snapshot the index and vectors were built from")
+    p.add_argument("--embeddings", nargs="*", default=[], metavar="NAME=DIR", help="exported entity vectors")
+    p.add_argument("--data", type=Path, default=SHARED / "data/cmedmrc/dev.json")
+    p.add_argument("--overlap", action="store_true", help="link by the overlap rule too (default: exact links)")
+    args = p.parse_args()
+    setup_logging("WARNING")
+    snapshot = Snapshot.load(args.kg)
+    vectors = {name: KGEmbeddings.load(Path(d), snapshot_checksum=snapshot.checksum)
+               for name, d in (spec.split("=", 1) for spec in args.embeddings)}
+    degree = np.bincount(snapshot.triples[:, [0, 2]].ravel(), minlength=snapshot.num_entities)
+    lookup = RelationLookup.from_snapshot(snapshot)
+    linker = EntityLinker(EntityIndex.load(args.index), LinkerConfig(overlap=args.overlap))
+    examples = [e for e in read_dataset(args.data) if e.answers]
+    contexts = list(dict.fromkeys(e.context for e in examples))
+    context_links = dict(zip(contexts, linker.link_many(contexts)))
+    question_links = linker.link_many([e.question for e in examples])
+
+    scorers = ["random", "popularity", "neighbour",
+               *(f"{n}:{kind}" for n in vectors for kind in ("translation", "named_relation", "cosine"))]
+    p1: dict[str, list[float]] = {s: [] for s in scorers}
+    aucs: dict[str, list[float]] = {s: [] for s in scorers}
+    counts = {"questions": len(examples), "with_question_entity": 0, "with_candidates": 0, "with_hit_and_miss": 0,
+              "with_named_relation": 0}
+    for example, q_links in tqdm(list(zip(examples, question_links)), desc="questions"):
+        question, cands, hits = candidates(example, q_links, context_links[example.context])
+        counts["with_question_entity"] += bool(len(question))
+        if not len(question) or not len(cands):
+            continue
+        counts["with_candidates"] += 1
+        related = lookup.relation(np.repeat(cands, len(question)), np.tile(question, len(cands)))
+        scores = {"random": np.zeros(len(cands)), "popularity": degree[cands].astype(float),
+                  "neighbour": (related.reshape(len(cands), len(question)) >= 0).any(axis=1).astype(float)}
+        named = named_relations(example.question, snapshot.relation_names)
+        counts["with_named_relation"] += bool(len(named))
+        for name, emb in vectors.items():
+            scores[f"{name}:translation"] = emb.translation_scores(question, cands)
+            scores[f"{name}:named_relation"] = emb.translation_scores(question, cands, named if len(named) else None)
+            scores[f"{name}:cosine"] = cosine_scores(emb, question, cands)
+        both = bool(hits.any() and not hits.all())
+        counts["with_hit_and_miss"] += both
+        for s in scorers:
+            p1[s].append(precision_at_1(scores[s], hits))
+            if both:
+                aucs[s].append(auc(scores[s], hits))
+    figures = {"kg": str(args.kg), "links": "exact+overlap" if args.overlap else "exact", **counts,
+               "embeddings": {n: {"model": e.metadata["model"], "test_mrr": e.metadata["metrics"]["mrr"]}
+                              for n, e in vectors.items()},
+               "p_at_1": {s: summary(p1[s], p1["random"]) for s in scorers},
+               "auc": {s: summary(aucs[s], aucs["random"]) for s in scorers}}
+    write_result("kg_answer_signal", figures)
+
+
+if __name__ == "__main__":
+    main()
