@@ -6,7 +6,8 @@
     o = σ(W_o[H; hᴸ]);  span and support heads on o (as the baseline);  L = L_A + λ·L_S with dynamic λ
     (+ μ·L_K with ``knowledge_span_weight`` μ > 0: L_K is the span loss of the last loop's ē alone).
 Token features add zero-start embeddings to o: the KG relation to a question entity (``relation_feature``) and the
-KG-score rank bucket of the token's entity (``kg_score_feature``; ``fusion.entities``).
+KG-score rank bucket b_i of the token's entity (``kg_score_feature``; ``fusion.entities``); ``kg_score_bias`` adds
+a zero-start prior to the span logits instead: start_i += β_s[b_i], end_i += β_e[b_i].
 Ablations: ``local=False`` (ē = 0), ``global_=False`` (ê = 0), ``dynamic_lambda=False`` (fixed λ), ``loops``.
 With every entity masked, ē = ê = 0 and the model is the same computation as with fusion on an empty KG.
 """
@@ -31,6 +32,7 @@ from retrieval.index import EntityIndex
 
 
 _NAME_TOKENS = 8  # sub-words kept of an entity name
+KG_BIAS_RATE = 100.0  # the KG-score bias is 100·θ: 14 numbers that must reach log-odds within one run
 
 
 class FusionConfig(BaseModel):
@@ -73,6 +75,9 @@ class FusionConfig(BaseModel):
                                    "window's passage entities by how well the KG vectors fit a triple from a question "
                                    "entity over the relations the question names (fusion.entities), bucketed, a "
                                    "zero-start embedding added to the output states; needs translational vectors")
+    kg_score_bias: bool = Field(False, description="the same rank buckets as a prior on the span: a zero-start "
+                                "bias per bucket added to the start and end logits (the log-odds the KG ranking is "
+                                "worth), moving at KG_BIAS_RATE × the learning rate")
     snapshot: str | None = Field(None, description="KG snapshot of the index, for the relation and KG-score features "
                                                    "(default: the path the index recorded)")
     knowledge_span_weight: float = Field(0.0, ge=0, description="μ of an auxiliary loss L += μ·L_K: the answer "
@@ -87,7 +92,7 @@ class CMedBERT(BaselineMRC):
     model_type = "cmedbert"
     settings = FusionConfig
     added_modules = ("entities", "local_attention", "global_attention", "gate", "merge", "dynamic_lambda", "relation",
-                     "kg_score", "knowledge_span")
+                     "kg_score", "kg_score_bias", "knowledge_span")
     frozen_settings = json.loads(Path(__file__).with_name("fingerprint_defaults.json").read_text(encoding="utf-8"))
 
     def __init__(self, encoder: nn.Module, config: ModelConfig, *, tables: dict[str, torch.Tensor] | None = None
@@ -120,6 +125,9 @@ class CMedBERT(BaselineMRC):
         if self.fusion.kg_score_feature:  # row 0: no scored entity; zero-start like the relation feature
             self.kg_score = nn.Embedding(len(KG_SCORE_BUCKETS) + 2, hidden, padding_idx=0)
             nn.init.zeros_(self.kg_score.weight)
+        if self.fusion.kg_score_bias:  # [start, end] bias per bucket, zero at the start
+            self.kg_score_bias = nn.Embedding(len(KG_SCORE_BUCKETS) + 2, 2, padding_idx=0)
+            nn.init.zeros_(self.kg_score_bias.weight)
 
     @classmethod
     def from_state(cls, encoder: nn.Module, config: ModelConfig, state: dict[str, torch.Tensor]) -> "CMedBERT":
@@ -247,11 +255,15 @@ class CMedBERT(BaselineMRC):
             if relations is None:
                 raise ValueError("cmedbert inputs lack relation_ids; call model.attach_inputs(features, ...) first")
             o = o + self.relation(relations.clamp(min=0) * self.fusion.knowledge)
-        if self.fusion.kg_score_feature:
+        if self.fusion.kg_score_feature or self.fusion.kg_score_bias:
             buckets = batch.get("kg_score_ids")
             if buckets is None:
                 raise ValueError("cmedbert inputs lack kg_score_ids; call model.attach_inputs(features, ...) first")
-            o = o + self.kg_score(buckets.clamp(min=0) * self.fusion.knowledge)
+            buckets = buckets.clamp(min=0) * self.fusion.knowledge
+            if self.fusion.kg_score_feature:
+                o = o + self.kg_score(buckets)
+            if self.fusion.kg_score_bias:  # Adam's steps do not depend on scale: ×rate moves the bias rate× faster
+                details["span_bias"] = KG_BIAS_RATE * self.kg_score_bias(buckets)
         return o, details
 
     def support_weight(self, o: torch.Tensor, hidden: torch.Tensor, start_logits: torch.Tensor,

@@ -2,7 +2,7 @@
 
 ``EntityInputs.attach`` sets ``feature.extra["entity_ids"]`` ([L, K], -1 = none) for every window; with the
 relation feature ``feature.extra["relation_ids"]`` ([L], 0 = none; ``retrieval.relations``); with the KG-score
-feature ``feature.extra["kg_score_ids"]`` ([L], 0 = none): each passage entity is scored by how well the KG vectors
+feature or bias ``feature.extra["kg_score_ids"]`` ([L], 0 = none): each passage entity is scored by how well the KG vectors
 fit a triple between it and a question entity, over the relations the question names (all when it names none):
 s(c) = max_{q, r, ±} −‖e_q ± r − e_c‖ (``KGEmbeddings.translation_scores``); a window's scored entities are
 ranked (1 = best), and a token gets the bucket of its best-ranked entity (ranks 1, 2, 3, 4–5, 6–10, 11+ → 1 … 6).
@@ -122,7 +122,7 @@ class EntityInputs:
         h.update(str(self.config.entities_per_token).encode())
         if self.config.relation_feature:
             h.update(b" relations")
-        if self.config.kg_score_feature:
+        if self.config.kg_score_feature or self.config.kg_score_bias:
             h.update(b" kg_scores" + Path(self.config.embeddings, "metadata.json").read_bytes())
         for f in features:
             ex = examples[f.example_index]
@@ -148,7 +148,7 @@ class EntityInputs:
             if self.config.relation_feature:
                 arrays["relations"] = np.concatenate([self.relations.token_relations(ids, f.sequence_ids)
                                                       for ids, f in zip(windows, features)])
-            if self.config.kg_score_feature:
+            if self.config.kg_score_feature or self.config.kg_score_bias:
                 scores = [self.kg_scores(ex.question, ex_links) for ex, ex_links in zip(examples, links)]
                 arrays["kg_scores"] = np.concatenate([rank_buckets(ids, f.sequence_ids, scores[f.example_index])
                                                       for ids, f in zip(windows, features)])

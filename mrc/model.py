@@ -134,7 +134,9 @@ class BaselineMRC(nn.Module):
         """Add model-specific inputs to ``features[i].extra`` (none for the baseline)."""
 
     def represent(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-        """o from the encoder states H (identity for the baseline)."""
+        """o from the encoder states H (identity for the baseline), and details: tensors to inspect, plus two keys
+        the forward pass takes out: ``auxiliary_loss`` (added to the loss) and ``span_bias`` ([B, L, 2], added to
+        the start/end logits)."""
         return hidden, {}
 
     def support_weight(self, o: torch.Tensor, hidden: torch.Tensor, start_logits: torch.Tensor,
@@ -156,9 +158,12 @@ class BaselineMRC(nn.Module):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                               token_type_ids=token_type_ids).last_hidden_state
         o, details = self.represent(hidden, batch)
-        auxiliary_loss = details.pop("auxiliary_loss", None)
+        auxiliary_loss, span_bias = details.pop("auxiliary_loss", None), details.pop("span_bias", None)
         o = self.dropout(o)
-        start_logits, end_logits = self.span(o).float().unbind(-1)  # fp32 logits and losses under autocast
+        span_logits = self.span(o).float()  # fp32 logits and losses under autocast
+        if span_bias is not None:  # [B, L, 2] added to the start/end logits by a family's represent()
+            span_logits = span_logits + span_bias.float()
+        start_logits, end_logits = span_logits.unbind(-1)
         start_logits, end_logits = answerable(start_logits, context_mask), answerable(end_logits, context_mask)
         support_logits = self.support(o).squeeze(-1).float()
         out = MRCOutput(start_logits, end_logits, support_logits, details=details)

@@ -249,7 +249,8 @@ def test_named_relations_translation_scores_and_rank_buckets() -> None:
 
 
 @pytest.mark.parametrize("feature, key, module", [("relation_feature", "relation_ids", "relation"),
-                                                  ("kg_score_feature", "kg_score_ids", "kg_score")])
+                                                  ("kg_score_feature", "kg_score_ids", "kg_score"),
+                                                  ("kg_score_bias", "kg_score_ids", "kg_score_bias")])
 def test_token_feature_begins_as_the_model_without_it_and_learns(feature: str, key: str, module: str) -> None:
     plain, featured = tiny_model(merge_residual=True).eval(), tiny_model(merge_residual=True, **{feature: True})
     featured.load_state_dict(plain.state_dict(), strict=False)
@@ -264,6 +265,25 @@ def test_token_feature_begins_as_the_model_without_it_and_learns(feature: str, k
     featured.train()(**b, **{key: values}).loss.backward()
     grad = getattr(featured, module).weight.grad.abs().sum(dim=1)
     assert grad[2] > 0 and grad[4] > 0 and grad[0] == 0 and grad[1] == 0
+
+
+def test_kg_score_bias_adds_rate_times_its_weight_to_the_logits_and_is_masked_without_knowledge() -> None:
+    from fusion.cmedbert import KG_BIAS_RATE
+
+    plain = tiny_model(merge_residual=True).eval()
+    biased, masked = (tiny_model(merge_residual=True, kg_score_bias=True, knowledge=k).eval() for k in (True, False))
+    b = batch(torch.full((2, 12, 3), -1))
+    buckets = torch.zeros(2, 12, dtype=torch.long)
+    buckets[0, 7] = 1
+    for model in (biased, masked):
+        model.load_state_dict(plain.state_dict(), strict=False)
+        with torch.no_grad():
+            model.kg_score_bias.weight[1] = torch.tensor([0.01, -0.02])
+    ref, out = plain(**b), biased(**b, kg_score_ids=buckets)
+    assert (out.start_logits[0, 7] - ref.start_logits[0, 7]).item() == pytest.approx(0.01 * KG_BIAS_RATE, rel=1e-4)
+    assert (out.end_logits[0, 7] - ref.end_logits[0, 7]).item() == pytest.approx(-0.02 * KG_BIAS_RATE, rel=1e-4)
+    assert torch.equal(out.start_logits[1], ref.start_logits[1])
+    assert torch.allclose(masked(**b, kg_score_ids=buckets).start_logits, ref.start_logits)
 
 
 def test_lambda_floor_keeps_the_support_loss() -> None:
