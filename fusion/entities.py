@@ -2,10 +2,11 @@
 
 ``EntityInputs.attach`` sets ``feature.extra["entity_ids"]`` ([L, K], -1 = none) for every window; with the
 relation feature ``feature.extra["relation_ids"]`` ([L], 0 = none; ``retrieval.relations``); with the KG-score
-feature or bias ``feature.extra["kg_score_ids"]`` ([L], 0 = none): each passage entity is scored by how well the KG vectors
-fit a triple between it and a question entity, over the relations the question names (all when it names none):
-s(c) = max_{q, r, ±} −‖e_q ± r − e_c‖ (``KGEmbeddings.translation_scores``); a window's scored entities are
-ranked (1 = best), and a token gets the bucket of its best-ranked entity (ranks 1, 2, 3, 4–5, 6–10, 11+ → 1 … 6).
+feature or bias ``feature.extra["kg_score_ids"]`` ([L], 0 = none): each passage entity is scored by how well the
+KG vectors fit a triple between it and a question entity, over the relations the question names (all when it
+names none): s(c) = max_{q, r, ±} −‖e_q ± r − e_c‖ (``KGEmbeddings.translation_scores``); a window's scored
+entities are ranked (1 = best), and a token gets the bucket of its best-ranked entity (ranks 1, 2, 3, 4–5, 6–10,
+11+ → 1 … 6).
 The arrays are cached under ``cache_dir`` keyed by the index checksum, the linker settings, K, the features' inputs
 and the exact windows (token ids and offsets, hence dataset file, tokenizer and window settings), so training never
 links twice.
@@ -14,6 +15,7 @@ links twice.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -123,7 +125,7 @@ class EntityInputs:
         if self.config.relation_feature:
             h.update(b" relations")
         if self.config.kg_score_feature or self.config.kg_score_bias:
-            h.update(b" kg_scores" + Path(self.config.embeddings, "metadata.json").read_bytes())
+            h.update(b" kg_scores" + json.dumps(self.vectors.metadata, sort_keys=True).encode())
         for f in features:
             ex = examples[f.example_index]
             h.update(ex.question.encode() + b"\0" + ex.context.encode() + b"\0")

@@ -18,8 +18,8 @@ from kg.snapshot import Snapshot
 
 def named_relations(question: str, relation_names: Sequence[str], min_chars: int = 2) -> np.ndarray:
     """Ids of the relations whose name (≥ ``min_chars`` characters) appears in ``question`` ("…的症状" → 症状)."""
-    return np.asarray([i for i, name in enumerate(relation_names) if len(name) >= min_chars and name in question],
-                      dtype=np.int64)
+    named = [i for i, name in enumerate(relation_names) if len(name) >= min_chars and name in question]
+    return np.asarray(named, dtype=np.int64)
 
 
 class RelationLookup:
