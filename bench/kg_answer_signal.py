@@ -74,7 +74,8 @@ def auc(scores: np.ndarray, hits: np.ndarray) -> float:
 def summary(values: list[float], reference: list[float]) -> dict[str, float | list[float]]:
     v, diff = np.asarray(values), np.asarray(values) - np.asarray(reference)
     return {"mean": round(100 * v.mean(), 2), "ci95": [round(100 * x, 2) for x in bootstrap_ci(v)],
-            "diff_vs_random": round(100 * diff.mean(), 2), "diff_ci95": [round(100 * x, 2) for x in bootstrap_ci(diff)]}
+            "diff_vs_random": round(100 * diff.mean(), 2),
+            "diff_ci95": [round(100 * x, 2) for x in bootstrap_ci(diff)]}
 
 
 def main() -> None:
@@ -116,7 +117,8 @@ def main() -> None:
         counts["with_named_relation"] += bool(len(named))
         for name, emb in vectors.items():
             scores[f"{name}:translation"] = emb.translation_scores(question, cands)
-            scores[f"{name}:named_relation"] = emb.translation_scores(question, cands, named if len(named) else None)
+            scores[f"{name}:named_relation"] = emb.translation_scores(question, cands, named) if len(named) \
+                else scores[f"{name}:translation"]  # a question that names no relation: all relations, as above
             scores[f"{name}:cosine"] = cosine_scores(emb, question, cands)
         both = bool(hits.any() and not hits.all())
         counts["with_hit_and_miss"] += both
