@@ -28,7 +28,7 @@ from kgutil.io import atomic_path
 from retrieval.align import token_entity_ids
 from retrieval.index import EntityIndex
 from retrieval.linker import EntityLinker, Link, LinkerConfig
-from retrieval.relations import RelationLookup, named_relations
+from retrieval.relations import RelationLookup, question_fit_scores
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,7 @@ class EntityInputs:
         candidates = np.asarray(sorted({link.entity_id for link in links[1]} - set(asked.tolist())), dtype=np.int64)
         if not len(asked) or not len(candidates):
             return {}
-        named = named_relations(question, self.snapshot.relation_names)
-        scores = self.vectors.translation_scores(asked, candidates, named if len(named) else None)
+        scores = question_fit_scores(self.vectors, self.snapshot.relation_names, question, asked, candidates)
         return dict(zip(candidates.tolist(), scores.tolist()))
 
     def _key(self, features: list[Any], examples: list[Any]) -> str:

@@ -4,22 +4,35 @@ For a window with question entities Q (every entity linked on a question token),
 e_i1 … e_iK (best link first) gets r_i = 1 + the id of the relation of the first triple (q, r, e_ik) or
 (e_ik, r, q) with q ∈ Q, q ≠ e_ik, taken in slot order k = 1 … K (then question entities by id; a pair
 linked by several relations counts its lowest relation id); r_i = 0 when no such triple exists.
-Question tokens and special tokens get 0. ``named_relations`` finds the relations a question names.
+Question tokens and special tokens get 0. ``named_relations`` finds the relations a question names;
+``question_fit_scores`` ranks passage entities by how well the KG vectors fit a triple from a question entity.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kg.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from kg.embeddings.export import KGEmbeddings
 
 
 def named_relations(question: str, relation_names: Sequence[str], min_chars: int = 2) -> np.ndarray:
     """Ids of the relations whose name (≥ ``min_chars`` characters) appears in ``question`` ("…的症状" → 症状)."""
     named = [i for i, name in enumerate(relation_names) if len(name) >= min_chars and name in question]
     return np.asarray(named, dtype=np.int64)
+
+
+def question_fit_scores(vectors: KGEmbeddings, relation_names: Sequence[str], question: str, asked: np.ndarray,
+                        candidates: np.ndarray) -> np.ndarray:
+    """``[C]``: s(c) = max_{q ∈ asked, r, ±} −‖e_q ± r − e_c‖ over the relations ``question`` names (all relations
+    when it names none; ``KGEmbeddings.translation_scores``)."""
+    named = named_relations(question, relation_names)
+    return vectors.translation_scores(asked, candidates, named if len(named) else None)
 
 
 class RelationLookup:

@@ -228,7 +228,7 @@ def test_relation_lookup_marks_passage_tokens_related_to_a_question_entity() -> 
 def test_named_relations_translation_scores_and_rank_buckets() -> None:
     from fusion.entities import rank_buckets
     from kg.embeddings.export import KGEmbeddings
-    from retrieval.relations import named_relations
+    from retrieval.relations import named_relations, question_fit_scores
 
     assert named_relations("糖尿病的症状有哪些？", ["症状", "病因", "症", "临床症状"]).tolist() == [0]
     # e0 + r0 = e1 exactly; e2 is 3 away from e0 ± r1 in L1 (|0 ± 1 − 0| + |0 − 2| = 3)
@@ -238,6 +238,12 @@ def test_named_relations_translation_scores_and_rank_buckets() -> None:
     assert emb.translation_scores(np.array([1]), np.array([0]), np.array([1])).tolist() == [0.0]  # e1 + r1 = e0
     with pytest.raises(ValueError, match="translational"):
         KGEmbeddings(emb.entity, emb.relation, {"model": "rotate"}).translation_scores(np.array([0]), np.array([1]))
+    # the relations a question names decide the score: e0 + r0 = e1, e0 + r1 = e2; the other fits 3 away
+    fit = KGEmbeddings(entity=torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]]),
+                       relation=torch.tensor([[1.0, 0.0], [0.0, 2.0]]), metadata={"model": "transe"})
+    for question, expected in (("甲的症状", [0.0, -3.0]), ("甲的病因", [-3.0, 0.0]), ("甲是什么", [0.0, 0.0])):
+        got = question_fit_scores(fit, ["症状", "病因"], question, np.array([0]), np.array([1, 2]))
+        assert got.tolist() == expected, question
     ids = np.full((8, 2), -1)
     ids[1, 0] = 9                       # a question token: never bucketed
     ids[3], ids[4], ids[5] = [7, 5], [5, -1], [6, 8]
