@@ -47,7 +47,7 @@ from mrc.metrics import dataset_metric, em_f1
 from mrc.train import TrainConfig, load_examples, train_mrc
 from retrieval.index import EntityIndex
 from retrieval.linker import EntityLinker, Link, LinkerConfig
-from retrieval.relations import question_fit_scores
+from retrieval.relations import question_fit_scores, score_ranks
 
 log = logging.getLogger("kg_rerank")
 
@@ -58,13 +58,13 @@ def mention_ranks(question: str, question_links: Sequence[Link], passage_links: 
                   vectors: KGEmbeddings, relation_names: Sequence[str]) -> list[tuple[int, int, int]]:
     """(start, end, rank) of every passage mention of a scored entity (module docstring); [] when the question
     links no entity or the passage none outside it."""
-    asked = np.unique([link.entity_id for link in question_links]).astype(np.int64)
-    mentions = [link for link in passage_links if link.entity_id not in set(asked.tolist())]
-    if not len(asked) or not mentions:
+    asked = {link.entity_id for link in question_links}
+    mentions = [link for link in passage_links if link.entity_id not in asked]
+    if not asked or not mentions:
         return []
     ids = np.unique([link.entity_id for link in mentions]).astype(np.int64)
-    scores = question_fit_scores(vectors, relation_names, question, asked, ids)
-    rank = dict(zip(ids.tolist(), (1 + (scores[None, :] > scores[:, None]).sum(axis=1)).tolist()))
+    scores = question_fit_scores(vectors, relation_names, question, np.asarray(sorted(asked), dtype=np.int64), ids)
+    rank = dict(zip(ids.tolist(), score_ranks(scores).tolist()))
     return [(link.start, link.end, rank[link.entity_id]) for link in mentions]
 
 
@@ -84,20 +84,25 @@ def rerank(nbest: Sequence[dict[str, Any]], mentions: Sequence[tuple[int, int, i
 
 
 class Scored:
-    """Per-question EM/F1 of the reranked answers of one part (validation or test) at any weight."""
+    """Per-question EM/F1 of the reranked answers of one part (validation or test) at any weight, each weight
+    scored once."""
 
     def __init__(self, examples: list[Example], predictions: dict[str, Any],
                  mentions: dict[str, list[tuple[int, int, int]]]) -> None:
         self.examples = [e for e in examples if e.id in predictions and e.gold_texts]
         self.predictions, self.mentions = predictions, mentions
         self.metric = dataset_metric(self.examples)
+        self._scores: dict[float, np.ndarray] = {}
 
     def answers(self, weight: float) -> list[str]:
         return [rerank(self.predictions[e.id]["nbest"], self.mentions[e.id], weight) for e in self.examples]
 
     def scores(self, weight: float) -> np.ndarray:
         """``[Q, 2]``: EM and F1 (0–1) per question."""
-        return np.asarray([em_f1(a, e.gold_texts, self.metric) for a, e in zip(self.answers(weight), self.examples)])
+        if weight not in self._scores:
+            self._scores[weight] = np.asarray([em_f1(a, e.gold_texts, self.metric)
+                                               for a, e in zip(self.answers(weight), self.examples)])
+        return self._scores[weight]
 
 
 def lift(parts: Sequence[Scored], k: int) -> dict[str, Any]:
@@ -123,6 +128,7 @@ def lift(parts: Sequence[Scored], k: int) -> dict[str, Any]:
 
 
 def paired(mine: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    """EM and F1 (×100) of ``mine`` and its mean paired difference from ``reference`` with a 95% bootstrap CI."""
     out: dict[str, Any] = {}
     for j, name in enumerate(("em", "f1")):
         diff = mine[:, j] - reference[:, j]

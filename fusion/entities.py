@@ -28,7 +28,7 @@ from kgutil.io import atomic_path
 from retrieval.align import token_entity_ids
 from retrieval.index import EntityIndex
 from retrieval.linker import EntityLinker, Link, LinkerConfig
-from retrieval.relations import RelationLookup, question_fit_scores
+from retrieval.relations import RelationLookup, question_fit_scores, score_ranks
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,7 @@ def rank_buckets(entity_ids: np.ndarray, sequence_ids: list[int | None], scores:
     present = sorted({int(e) for e in np.unique(entity_ids[passage])} & scores.keys())
     if not present:
         return out
-    values = np.asarray([scores[e] for e in present])
-    ranks = 1 + (values[None, :] > values[:, None]).sum(axis=1)
+    ranks = score_ranks(np.asarray([scores[e] for e in present]))
     bucket_of = dict(zip(present, 1 + np.searchsorted(KG_SCORE_BUCKETS, ranks, side="left")))
     for i, k in zip(*np.nonzero(passage)):
         bucket = bucket_of.get(int(entity_ids[i, k]), 0)

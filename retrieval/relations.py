@@ -35,6 +35,11 @@ def question_fit_scores(vectors: KGEmbeddings, relation_names: Sequence[str], qu
     return vectors.translation_scores(asked, candidates, named if len(named) else None)
 
 
+def score_ranks(scores: np.ndarray) -> np.ndarray:
+    """1 + the number of strictly higher scores (1 = best; ties share the better rank)."""
+    return 1 + (scores[None, :] > scores[:, None]).sum(axis=1)
+
+
 class RelationLookup:
     """Both directions of every triple as sorted pair keys h·E + t → relation id (the lowest id of a pair)."""
 
