@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""Train TransE, TransR or PTransE embeddings on a KG snapshot with PyKEEN; evaluate and export them.
+"""Train KG embeddings on a KG snapshot with PyKEEN (any model of its registry, or PTransE); evaluate and export them.
 
 Examples:
   python scripts/train_kg_embeddings.py --kg kg_store/snapshot --model ptranse --dim 100 --epochs 50 --out emb/ptranse
   python scripts/train_kg_embeddings.py --kg kg_store/snapshot --model transe --config configs/emb/transe.yaml
+  python scripts/train_kg_embeddings.py --kg kg_store/snapshot --model rotate --loss nssa --out emb/rotate
 """
 
 from __future__ import annotations
