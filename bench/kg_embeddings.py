@@ -103,7 +103,8 @@ def main() -> None:
     p.add_argument("--model-config", nargs="+", default=[], metavar="NAME=FILE",
                    help="a model trained with its own train_kg_embeddings.py config")
     p.add_argument("--name", default="kg_embeddings", help="writes bench/results/NAME.json")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override a setting of every model")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting of every model (repeatable, as in the scripts)")
     p.add_argument("--memory-target-mb", type=int, default=4096, help="peak RSS target of paths and PTransE")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one model, config on stdin
     args = p.parse_args()
