@@ -1,10 +1,14 @@
 #!/usr/bin/env python
-"""Train KG embeddings on a KG snapshot with PyKEEN (any model of its registry, or PTransE); evaluate and export them.
+r"""Train KG embeddings on a KG snapshot with PyKEEN (any model of its registry, or PTransE); evaluate and export them.
 
 Examples:
   python scripts/train_kg_embeddings.py --kg kg_store/snapshot --model ptranse --dim 100 --epochs 50 --out emb/ptranse
   python scripts/train_kg_embeddings.py --kg kg_store/snapshot --model transe --config configs/emb/transe.yaml
   python scripts/train_kg_embeddings.py --kg kg_store/snapshot --model rotate --loss nssa --out emb/rotate
+  python scripts/train_kg_embeddings.py --kg kg_store/snapshot --model complex --loss softplus --out emb/complex
+  # 1-N scoring (every (h, r) against all entities, inverse relations for heads) with cross-entropy:
+  python scripts/train_kg_embeddings.py --kg kg_store/snapshot --model complex --training-loop lcwa \
+      --loss crossentropy --label-smoothing 0.1 --out emb/complex_1n
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", dest=FLAG_PREFIX + "model", choices=model_names(), metavar="MODEL",
                    help="any PyKEEN model (transe, transr, rotate, complex, distmult, …) or ptranse")
-    add_field_args(p, EmbeddingConfig, ["kg", "out", "loss", "dim", "epochs", "batch_size", "lr", "seed", "device",
-                                        "eval_max_triples", "resume", "progress"])
+    add_field_args(p, EmbeddingConfig, ["kg", "out", "training_loop", "loss", "label_smoothing", "dim", "epochs",
+                                        "batch_size", "lr", "seed", "device", "eval_max_triples", "resume",
+                                        "progress"])
     add_common_args(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from safetensors.torch import load_file
 
 from kg.embeddings import EmbeddingConfig, KGEmbeddings, eval_slice_size, split_snapshot, train_embeddings
 from kg.embeddings.pcra import PAD, extract_paths
@@ -93,11 +94,14 @@ def test_path_composition_adds_relations_and_subtracts_reverses() -> None:
     assert model.relation_representations[0]._embeddings.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("model", ["transe", "transr", "ptranse", "rotate", "complex"])
-def test_train_export_round_trip_and_resume(sample_snapshot: Path, tmp_path: Path, model: str) -> None:
+@pytest.mark.parametrize(("model", "loop"), [("transe", "slcwa"), ("transr", "slcwa"), ("ptranse", "slcwa"),
+                                           ("rotate", "slcwa"), ("complex", "slcwa"), ("complex", "lcwa"),
+                                           ("transr", "lcwa")])
+def test_train_export_round_trip_and_resume(sample_snapshot: Path, tmp_path: Path, model: str, loop: str) -> None:
     snap = Snapshot.load(sample_snapshot)
+    loss = {"rotate": "nssa"}.get(model, "marginranking") if loop == "slcwa" else "crossentropy"
     config = EmbeddingConfig(kg=sample_snapshot, out=tmp_path / model, model=model, dim=16, epochs=1,
-                             batch_size=128, progress=False, loss="nssa" if model == "rotate" else "marginranking")
+                             batch_size=128, progress=False, training_loop=loop, loss=loss, label_smoothing=0.1)
     first = train_embeddings(config)
     assert len(first.losses) == 1 and set(first.metrics) >= {"mrr", "hits@1", "hits@3", "hits@10"}
     assert 0 <= first.metrics["mrr"] <= 1
@@ -111,7 +115,10 @@ def test_train_export_round_trip_and_resume(sample_snapshot: Path, tmp_path: Pat
     width = 32 if model in ("rotate", "complex") else 16  # complex vectors are exported as [re; im]
     assert emb.entity.shape == (snap.num_entities, width) and emb.entity.dtype == torch.float32
     assert 0 < emb.metadata["popularity_metrics"]["mrr"] <= 1
-    assert emb.relation.shape[0] == snap.num_relations
+    assert emb.relation.shape[0] == snap.num_relations  # lcwa: the forward relations, not their inverses
+    if model == "transr":
+        tensors = load_file(str(tmp_path / model / "embeddings.safetensors"))
+        assert tensors["relation_projection"].shape[0] == snap.num_relations
     assert emb.metadata["model"] == model and emb.metadata["epochs"] == 2
     assert json.loads((tmp_path / model / "metrics.json").read_text())["mrr"] == emb.metadata["metrics"]["mrr"]
     with pytest.raises(SnapshotError, match="retrain"):
@@ -145,6 +152,10 @@ def test_every_pykeen_model_is_one_name_away() -> None:
     assert EmbeddingConfig(kg="s", out="o", model="RotatE").model == "rotate"
     with pytest.raises(ValueError, match="unknown KG embedding model 'transz'"):
         EmbeddingConfig(kg="s", out="o", model="transz")
+    with pytest.raises(ValueError, match="'nssa' does not go with training_loop 'lcwa'"):
+        EmbeddingConfig(kg="s", out="o", model="complex", training_loop="lcwa", loss="nssa")
+    with pytest.raises(ValueError, match="ptranse trains with sampled negatives"):
+        EmbeddingConfig(kg="s", out="o", model="ptranse", training_loop="lcwa", loss="crossentropy")
 
 
 def test_tuning_through_pykeen_hpo_resumes_and_writes_a_training_config(sample_snapshot: Path, tmp_path: Path
@@ -170,3 +181,10 @@ def test_tuning_through_pykeen_hpo_resumes_and_writes_a_training_config(sample_s
     assert searched["best"]["settings"]["dim"] == 24 and set(searched["trials"][0]["params"]) == {"lr"}
     with pytest.raises(ValueError, match="cannot search"):
         TuneConfig(kg=sample_snapshot, out=tmp_path, space={"model": {"width": {"type": "int", "low": 1, "high": 2}}})
+    one_to_all = {"model": "distmult", "batch_size": 256, "training_loop": "lcwa", "loss": "crossentropy"}
+    lcwa = tune_embeddings(TuneConfig(kg=sample_snapshot, out=tmp_path / "lcwa", fixed=one_to_all, trials=1,
+                                      max_epochs=1, stop_frequency=1, patience=1, valid_max_triples=50))
+    assert lcwa["trials"][0]["state"] == "COMPLETE"  # no negatives sampled, so none searched
+    assert "num_negs_per_pos" not in lcwa["trials"][0]["params"] and 0 < lcwa["trials"][0]["mrr"] <= 1
+    with pytest.raises(ValueError, match="lcwa samples no negatives"):
+        TuneConfig(kg=sample_snapshot, out=tmp_path, fixed=one_to_all, space=default_space())

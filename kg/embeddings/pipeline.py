@@ -19,12 +19,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 import inspect
 
 from pykeen.evaluation import RankBasedEvaluator
 from pykeen.models import TransR, model_resolver
-from pykeen.training import SLCWATrainingLoop
+from pykeen.training import LCWATrainingLoop, SLCWATrainingLoop
 from pykeen.triples import TriplesFactory
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
@@ -57,8 +57,13 @@ class EmbeddingConfig(BaseModel):
     kg: Path = Field(description="snapshot directory (from build_kg.py)")
     out: Path = Field(description="output directory")
     model: str = Field("transe", description="any PyKEEN model name (transe, transr, rotate, complex, …) or ptranse")
-    loss: Literal["marginranking", "nssa"] = Field("marginranking", description="margin ranking, or "
-                                                   "self-adversarial negative sampling (RotatE's loss)")
+    training_loop: Literal["slcwa", "lcwa"] = Field(
+        "slcwa", description="slcwa: sampled negatives per positive triple; lcwa: 1-N scoring, every (h, r) against "
+        "all entities, with inverse relations so that heads are predicted as tails of (t, r⁻¹)")
+    loss: Literal["marginranking", "nssa", "softplus", "crossentropy"] = Field(
+        "marginranking", description="with slcwa: margin ranking, self-adversarial negative sampling (RotatE's "
+        "loss) or softplus (ComplEx's logistic loss); with lcwa: softmax cross-entropy over all entities")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="lcwa: label smoothing ε of the 1-N targets")
     adversarial_temperature: float = Field(1.0, gt=0, description="NSSA temperature α")
     dim: int = Field(100, ge=2)
     relation_dim: int | None = Field(None, description="TransR relation space (default: dim)")
@@ -83,6 +88,16 @@ class EmbeddingConfig(BaseModel):
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
     resume: bool = Field(True, description="continue from OUT/checkpoint when it matches this config")
     progress: bool = True
+
+    @model_validator(mode="after")
+    def _loss_fits_loop(self) -> "EmbeddingConfig":
+        allowed = {"slcwa": {"marginranking", "nssa", "softplus"}, "lcwa": {"crossentropy"}}[self.training_loop]
+        if self.loss not in allowed:
+            raise ValueError(f"loss {self.loss!r} does not go with training_loop {self.training_loop!r}; "
+                             f"choose {' or '.join(sorted(allowed))}")
+        if self.model == "ptranse" and self.training_loop != "slcwa":
+            raise ValueError("ptranse trains with sampled negatives (training_loop: slcwa)")
+        return self
 
     @field_validator("model")
     @classmethod
@@ -121,6 +136,15 @@ def split_snapshot(snapshot: Snapshot, ratios: tuple[float, float, float], seed:
     return train, valid, test
 
 
+def training_factory(config: EmbeddingConfig, train: TriplesFactory) -> TriplesFactory:
+    """The triples a model trains on: ``train`` itself, or with lcwa ``train`` plus inverse triples (t, r⁻¹, h), which
+    PyKEEN numbers 2r (forward) and 2r + 1 (inverse); the model then scores head prediction as tail prediction."""
+    if config.training_loop == "slcwa":
+        return train
+    return TriplesFactory(mapped_triples=train.mapped_triples, entity_to_id=train.entity_to_id,
+                          relation_to_id=train.relation_to_id, create_inverse_triples=True)
+
+
 def model_kwargs(config: EmbeddingConfig, paths: PathSet | None) -> dict[str, Any]:
     """The settings the configured model's constructor takes beyond the dimension: the distance norm, TransR's
     relation space, PTransE's paths and path loss."""
@@ -132,6 +156,8 @@ def model_kwargs(config: EmbeddingConfig, paths: PathSet | None) -> dict[str, An
 
 
 def loss_kwargs(config: EmbeddingConfig) -> dict[str, float]:
+    if config.loss in ("crossentropy", "softplus"):
+        return {}
     if config.loss == "marginranking":
         return {"margin": config.margin}
     return {"margin": config.margin, "adversarial_temperature": config.adversarial_temperature}
@@ -193,11 +219,17 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
     log.info("split %s: train %d, valid %d, test %d", snapshot.path, train.num_triples, valid.num_triples,
              test.num_triples)
     paths, path_seconds, path_stats = training_paths(config, train, snapshot)
-    model = build_model(config, train, paths).to(device)
+    trained_on = training_factory(config, train)
+    model = build_model(config, trained_on, paths).to(device)
     optimizer = torch.optim.Adam(model.get_grad_params(), lr=config.lr)
-    loop_cls = PTransETrainingLoop if config.model == "ptranse" else SLCWATrainingLoop
-    loop = loop_cls(model=model, triples_factory=train, optimizer=optimizer, negative_sampler="basic",
-                    negative_sampler_kwargs={"num_negs_per_pos": config.num_negs_per_pos})
+    if config.training_loop == "lcwa":
+        loop = LCWATrainingLoop(model=model, triples_factory=trained_on, optimizer=optimizer)
+        smoothing = {"label_smoothing": config.label_smoothing}
+    else:
+        loop_cls = PTransETrainingLoop if config.model == "ptranse" else SLCWATrainingLoop
+        loop = loop_cls(model=model, triples_factory=trained_on, optimizer=optimizer, negative_sampler="basic",
+                        negative_sampler_kwargs={"num_negs_per_pos": config.num_negs_per_pos})
+        smoothing = {}
     run_only = {"out", "resume", "progress", "epochs", "device", "eval_max_triples", "eval_batch_size", "eval_memory_mb",
                 "checkpoint_every"}
     fingerprint = f"{snapshot.checksum}:{config.model_dump_json(exclude=run_only)}"
@@ -212,8 +244,8 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
     for epoch in bar:
         torch.manual_seed(config.seed + epoch)
         t0 = time.perf_counter()
-        epoch_losses = loop.train(triples_factory=train, num_epochs=epoch, batch_size=config.batch_size,
-                                  continue_training=epoch > 1, use_tqdm=False, use_tqdm_batch=False)
+        epoch_losses = loop.train(triples_factory=trained_on, num_epochs=epoch, batch_size=config.batch_size,
+                                  continue_training=epoch > 1, use_tqdm=False, use_tqdm_batch=False, **smoothing)
         epoch_seconds.append(time.perf_counter() - t0)
         losses.append(float(epoch_losses[-1]))
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
@@ -241,10 +273,13 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
 def export(model: torch.nn.Module, snapshot: Snapshot, result: EmbeddingResult,
            split_sizes: tuple[int, int, int]) -> None:
     """Write embeddings.safetensors, metadata.json and metrics.json into ``result.out`` (each atomically)."""
+    forward = torch.arange(snapshot.num_relations)  # the snapshot's relations (with lcwa the model also holds inverses)
+    if model.use_inverse_triples:
+        forward = model.relation_inverter.map(batch=forward.unsqueeze(1), index=0).squeeze(1)
     tensors = {"entity": _real(model.entity_representations[0](indices=None)),
-               "relation": _real(model.relation_representations[0](indices=None))}
+               "relation": _real(model.relation_representations[0](indices=forward))}
     if isinstance(model, TransR):
-        projection = model.relation_representations[1](indices=None).detach().float().cpu()
+        projection = model.relation_representations[1](indices=forward).detach().float().cpu()
         tensors["relation_projection"] = projection.reshape(snapshot.num_relations, -1).contiguous()
     config = result.config
     metadata = {

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pykeen.hpo import hpo_pipeline
 
 from kg.embeddings.pipeline import (EmbeddingConfig, eval_slice_size, loss_kwargs, model_kwargs, split_snapshot,
-                                   training_paths)
+                                   training_factory, training_paths)
 from kg.embeddings.popularity import popularity_metrics, sample_triples
 from kg.embeddings.ptranse import PTransETrainingLoop
 from kg.snapshot import Snapshot
@@ -73,7 +73,10 @@ class TuneConfig(BaseModel):
 
     @model_validator(mode="after")
     def _known(self) -> "TuneConfig":
-        self.embedding_config()  # the fixed settings must be a valid EmbeddingConfig
+        if self.embedding_config().training_loop == "lcwa" and "negative_sampler" in self.space:
+            if "space" in self.model_fields_set:
+                raise ValueError("space: training_loop lcwa samples no negatives; leave negative_sampler out")
+            self.space = {c: r for c, r in self.space.items() if c != "negative_sampler"}  # the default space
         unknown = sorted({f"{c}.{n}" for c, ranges in self.space.items() for n in ranges} - set(PARAMETERS))
         if unknown or set(self.space) - {"model", "optimizer", "negative_sampler", "loss"}:
             raise ValueError(f"space: cannot search {unknown or sorted(self.space)}; searchable: "
@@ -133,16 +136,24 @@ def tune_embeddings(config: TuneConfig) -> dict[str, Any]:
     log.info("%s on %s: %d trials to run (%d recorded); validation sample %d triples, popularity MRR %.4f",
              base.model, snapshot.path, max(0, remaining), _completed(study), len(sample), popularity["mrr"])
     if remaining > 0:
+        if base.training_loop == "lcwa":  # 1-N scoring: no negatives to sample (or search)
+            loop: dict[str, Any] = {"training_loop": "lcwa", "negative_sampler": None,
+                                    "negative_sampler_kwargs": None, "negative_sampler_kwargs_ranges": None}
+            smoothing = {"label_smoothing": base.label_smoothing}
+        else:
+            loop = {"training_loop": PTransETrainingLoop if base.model == "ptranse" else "slcwa",
+                    "negative_sampler": "basic", "negative_sampler_kwargs": fixed["negative_sampler"],
+                    "negative_sampler_kwargs_ranges": config.space.get("negative_sampler")}
+            smoothing = {}
         hpo_pipeline(
-            training=train, validation=scored, testing=scored,
+            training=training_factory(base, train), validation=scored, testing=scored,
             model=base.model, model_kwargs=fixed["model"], model_kwargs_ranges=config.space.get("model"),
             loss=base.loss, loss_kwargs=fixed["loss"], loss_kwargs_ranges=config.space.get("loss") or None,
             optimizer="adam", optimizer_kwargs=fixed["optimizer"],
             optimizer_kwargs_ranges=config.space.get("optimizer"),
-            training_loop=PTransETrainingLoop if base.model == "ptranse" else "slcwa",
-            negative_sampler="basic", negative_sampler_kwargs=fixed["negative_sampler"],
-            negative_sampler_kwargs_ranges=config.space.get("negative_sampler"),
-            training_kwargs={"num_epochs": config.max_epochs, "batch_size": base.batch_size, "use_tqdm": False},
+            **loop,
+            training_kwargs={"num_epochs": config.max_epochs, "batch_size": base.batch_size, "use_tqdm": False,
+                             **smoothing},
             stopper="early", stopper_kwargs={"frequency": config.stop_frequency, "patience": config.patience,
                                              "relative_delta": config.relative_delta, "metric": METRIC,
                                              "evaluation_batch_size": base.eval_batch_size,
