@@ -95,6 +95,8 @@ class EmbeddingConfig(BaseModel):
         if self.loss not in allowed:
             raise ValueError(f"loss {self.loss!r} does not go with training_loop {self.training_loop!r}; "
                              f"choose {' or '.join(sorted(allowed))}")
+        if self.label_smoothing and self.training_loop != "lcwa":
+            raise ValueError("label_smoothing smooths lcwa's 1-N targets; set training_loop: lcwa or leave it 0")
         if self.model == "ptranse" and self.training_loop != "slcwa":
             raise ValueError("ptranse trains with sampled negatives (training_loop: slcwa)")
         return self
@@ -224,12 +226,10 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
     optimizer = torch.optim.Adam(model.get_grad_params(), lr=config.lr)
     if config.training_loop == "lcwa":
         loop = LCWATrainingLoop(model=model, triples_factory=trained_on, optimizer=optimizer)
-        smoothing = {"label_smoothing": config.label_smoothing}
     else:
         loop_cls = PTransETrainingLoop if config.model == "ptranse" else SLCWATrainingLoop
         loop = loop_cls(model=model, triples_factory=trained_on, optimizer=optimizer, negative_sampler="basic",
                         negative_sampler_kwargs={"num_negs_per_pos": config.num_negs_per_pos})
-        smoothing = {}
     run_only = {"out", "resume", "progress", "epochs", "device", "eval_max_triples", "eval_batch_size", "eval_memory_mb",
                 "checkpoint_every"}
     fingerprint = f"{snapshot.checksum}:{config.model_dump_json(exclude=run_only)}"
@@ -245,7 +245,8 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
         torch.manual_seed(config.seed + epoch)
         t0 = time.perf_counter()
         epoch_losses = loop.train(triples_factory=trained_on, num_epochs=epoch, batch_size=config.batch_size,
-                                  continue_training=epoch > 1, use_tqdm=False, use_tqdm_batch=False, **smoothing)
+                                  continue_training=epoch > 1, use_tqdm=False, use_tqdm_batch=False,
+                                  label_smoothing=config.label_smoothing)
         epoch_seconds.append(time.perf_counter() - t0)
         losses.append(float(epoch_losses[-1]))
         bar.set_postfix(loss=f"{losses[-1]:.4f}")

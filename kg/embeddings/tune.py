@@ -137,14 +137,11 @@ def tune_embeddings(config: TuneConfig) -> dict[str, Any]:
              base.model, snapshot.path, max(0, remaining), _completed(study), len(sample), popularity["mrr"])
     if remaining > 0:
         if base.training_loop == "lcwa":  # 1-N scoring: no negatives to sample (or search)
-            loop: dict[str, Any] = {"training_loop": "lcwa", "negative_sampler": None,
-                                    "negative_sampler_kwargs": None, "negative_sampler_kwargs_ranges": None}
-            smoothing = {"label_smoothing": base.label_smoothing}
+            loop: dict[str, Any] = {"training_loop": "lcwa"}
         else:
             loop = {"training_loop": PTransETrainingLoop if base.model == "ptranse" else "slcwa",
                     "negative_sampler": "basic", "negative_sampler_kwargs": fixed["negative_sampler"],
                     "negative_sampler_kwargs_ranges": config.space.get("negative_sampler")}
-            smoothing = {}
         hpo_pipeline(
             training=training_factory(base, train), validation=scored, testing=scored,
             model=base.model, model_kwargs=fixed["model"], model_kwargs_ranges=config.space.get("model"),
@@ -153,7 +150,7 @@ def tune_embeddings(config: TuneConfig) -> dict[str, Any]:
             optimizer_kwargs_ranges=config.space.get("optimizer"),
             **loop,
             training_kwargs={"num_epochs": config.max_epochs, "batch_size": base.batch_size, "use_tqdm": False,
-                             **smoothing},
+                             "label_smoothing": base.label_smoothing},
             stopper="early", stopper_kwargs={"frequency": config.stop_frequency, "patience": config.patience,
                                              "relative_delta": config.relative_delta, "metric": METRIC,
                                              "evaluation_batch_size": base.eval_batch_size,
