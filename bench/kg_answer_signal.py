@@ -7,20 +7,22 @@ Each scorer ranks the candidates of a question:
   random      — every candidate alike;
   popularity  — the entity's degree in the KG;
   neighbour   — 1 when a triple joins the candidate to an entity of Q;
-  NAME:translation — max over q ∈ Q, relations r and both directions of −‖e_q + r − e_c‖ (TransE's score,
-              ``KGEmbeddings.translation_scores``);
+  NAME:fit    — max over q ∈ Q, relations r and both directions of the vectors' own triple score f(q, r, c)
+              (TransE: −‖e_q + r − e_c‖; RotatE: −‖e_q ∘ r − e_c‖; ``KGEmbeddings.fit_scores``);
   NAME:named_relation — the same over the relations whose name appears in the question (症状, 并发症, …), all
               relations when none does: the ranking behind CMedBERT's KG-score feature (``fusion.entities``);
   NAME:cosine — max over q ∈ Q of cos(e_q, e_c).
 Per question: precision at 1, p@1 = |hits ∩ top| / |top| (``top``: the candidates tied at the best score), and
 AUC = P(score(hit) > score(miss)) with ties ½ (questions with hits and misses). Means with 95% bootstrap CIs over
-questions, and each scorer's paired difference from ``random``. Writes ``bench/results/kg_answer_signal.json``.
+questions, each scorer's paired difference from ``random`` and, with several vector sets, each set's paired
+difference from the first one under the same scorer (``vs_FIRST``). Writes ``bench/results/kg_answer_signal.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -34,6 +36,9 @@ from mrc.data import Example, read_dataset
 from retrieval.index import EntityIndex
 from retrieval.linker import EntityLinker, Link, LinkerConfig
 from retrieval.relations import RelationLookup, named_relations
+
+
+KINDS = ("fit", "named_relation", "cosine")  # the scorers of each vector set
 
 
 def candidates(example: Example, question_links: list[Link], passage_links: list[Link]
@@ -71,11 +76,29 @@ def auc(scores: np.ndarray, hits: np.ndarray) -> float:
     return float(((h > m) + 0.5 * (h == m)).mean())
 
 
-def summary(values: list[float], reference: list[float]) -> dict[str, float | list[float]]:
+def summary(values: list[float], reference: list[float], first: tuple[str, list[float]] | None = None
+            ) -> dict[str, Any]:
+    """Mean with CI, the paired difference from ``reference`` (random) and, when given, from ``first``'s values."""
     v, diff = np.asarray(values), np.asarray(values) - np.asarray(reference)
-    return {"mean": round(100 * v.mean(), 2), "ci95": [round(100 * x, 2) for x in bootstrap_ci(v)],
-            "diff_vs_random": round(100 * diff.mean(), 2),
-            "diff_ci95": [round(100 * x, 2) for x in bootstrap_ci(diff)]}
+    out: dict[str, Any] = {"mean": round(100 * v.mean(), 2), "ci95": [round(100 * x, 2) for x in bootstrap_ci(v)],
+                           "diff_vs_random": round(100 * diff.mean(), 2),
+                           "diff_ci95": [round(100 * x, 2) for x in bootstrap_ci(diff)]}
+    if first is not None:
+        paired = v - np.asarray(first[1])
+        out[f"vs_{first[0]}"] = {"diff": round(100 * paired.mean(), 2),
+                                 "ci95": [round(100 * x, 2) for x in bootstrap_ci(paired)]}
+    return out
+
+
+def summaries(values: dict[str, list[float]], vectors: dict[str, KGEmbeddings]) -> dict[str, dict[str, Any]]:
+    """``summary`` of every scorer; a vector scorer NAME:KIND also against FIRST:KIND (the first vector set)."""
+    first = next(iter(vectors), None)
+    out = {}
+    for scorer, v in values.items():
+        name, _, kind = scorer.partition(":")
+        other = (first, values[f"{first}:{kind}"]) if kind and name != first else None
+        out[scorer] = summary(v, values["random"], other)
+    return out
 
 
 def main() -> None:
@@ -99,7 +122,7 @@ def main() -> None:
     question_links = linker.link_many([e.question for e in examples])
 
     scorers = ["random", "popularity", "neighbour",
-               *(f"{n}:{kind}" for n in vectors for kind in ("translation", "named_relation", "cosine"))]
+               *(f"{n}:{kind}" for n in vectors for kind in KINDS)]
     p1: dict[str, list[float]] = {s: [] for s in scorers}
     aucs: dict[str, list[float]] = {s: [] for s in scorers}
     counts = {"questions": len(examples), "with_question_entity": 0, "with_candidates": 0, "with_hit_and_miss": 0,
@@ -116,9 +139,9 @@ def main() -> None:
         named = named_relations(example.question, snapshot.relation_names)
         counts["with_named_relation"] += bool(len(named))
         for name, emb in vectors.items():
-            scores[f"{name}:translation"] = emb.translation_scores(question, cands)
-            scores[f"{name}:named_relation"] = emb.translation_scores(question, cands, named) if len(named) \
-                else scores[f"{name}:translation"]  # a question that names no relation: all relations, as above
+            scores[f"{name}:fit"] = emb.fit_scores(question, cands)
+            scores[f"{name}:named_relation"] = emb.fit_scores(question, cands, named) if len(named) \
+                else scores[f"{name}:fit"]  # a question that names no relation: all relations, as above
             scores[f"{name}:cosine"] = cosine_scores(emb, question, cands)
         both = bool(hits.any() and not hits.all())
         counts["with_hit_and_miss"] += both
@@ -129,8 +152,7 @@ def main() -> None:
     figures = {"kg": str(args.kg), "links": "exact+overlap" if args.overlap else "exact", **counts,
                "embeddings": {n: {"model": e.metadata["model"], "test_mrr": e.metadata["metrics"]["mrr"]}
                               for n, e in vectors.items()},
-               "p_at_1": {s: summary(p1[s], p1["random"]) for s in scorers},
-               "auc": {s: summary(aucs[s], aucs["random"]) for s in scorers}}
+               "p_at_1": summaries(p1, vectors), "auc": summaries(aucs, vectors)}
     write_result("kg_answer_signal", figures)
 
 

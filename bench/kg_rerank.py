@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--index", type=Path, required=True, help="entity index of the KG (scripts/build_entity_index.py)")
     p.add_argument("--kg", type=Path, required=True, help="the KG snapshot the index and vectors were built from")
-    p.add_argument("--embeddings", type=Path, required=True, help="exported translational KG vectors")
+    p.add_argument("--embeddings", type=Path, required=True, help="exported KG vectors (a model KGEmbeddings.fit_scores knows)")
     p.add_argument("--overlap", action="store_true", help="link by the overlap rule too (default: exact links)")
     p.add_argument("--k", type=int, default=5, help="reader candidates in the lift table")
     args, config = parse_cv_args(p, argv)

@@ -74,7 +74,9 @@ class FusionConfig(BaseModel):
     kg_score_feature: bool = Field(False, description="a token feature: the rank of the token's entity among the "
                                    "window's passage entities by how well the KG vectors fit a triple from a question "
                                    "entity over the relations the question names (fusion.entities), bucketed, a "
-                                   "zero-start embedding added to the output states; needs translational vectors")
+                                   "zero-start embedding added to the output states; the vectors' model must have a "
+                                   "triple score in KGEmbeddings.fit_scores (TransE, PTransE, RotatE, DistMult, "
+                                   "ComplEx)")
     kg_score_bias: bool = Field(False, description="the same rank buckets as a prior on the span: a zero-start "
                                 "bias per bucket added to the start and end logits (the log-odds the KG ranking is "
                                 "worth), moving at KG_BIAS_RATE × the learning rate")

@@ -4,9 +4,9 @@
 relation feature ``feature.extra["relation_ids"]`` ([L], 0 = none; ``retrieval.relations``); with the KG-score
 feature or bias ``feature.extra["kg_score_ids"]`` ([L], 0 = none): each passage entity is scored by how well the
 KG vectors fit a triple between it and a question entity, over the relations the question names (all when it
-names none): s(c) = max_{q, r, ±} −‖e_q ± r − e_c‖ (``KGEmbeddings.translation_scores``); a window's scored
-entities are ranked (1 = best), and a token gets the bucket of its best-ranked entity (ranks 1, 2, 3, 4–5, 6–10,
-11+ → 1 … 6).
+names none): s(c) = max_{q, r} max(f(q, r, c), f(c, r, q)) with the model's own triple score f, e.g. TransE's
+−‖e_h + r − e_t‖ (``KGEmbeddings.fit_scores``); a window's scored entities are ranked (1 = best), and a token gets
+the bucket of its best-ranked entity (ranks 1, 2, 3, 4–5, 6–10, 11+ → 1 … 6).
 The arrays are cached under ``cache_dir`` keyed by the index checksum, the linker settings, K, the features' inputs
 and the exact windows (token ids and offsets, hence dataset file, tokenizer and window settings), so training never
 links twice.

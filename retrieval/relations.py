@@ -29,10 +29,10 @@ def named_relations(question: str, relation_names: Sequence[str], min_chars: int
 
 def question_fit_scores(vectors: KGEmbeddings, relation_names: Sequence[str], question: str, asked: np.ndarray,
                         candidates: np.ndarray) -> np.ndarray:
-    """``[C]``: s(c) = max_{q ∈ asked, r, ±} −‖e_q ± r − e_c‖ over the relations ``question`` names (all relations
-    when it names none; ``KGEmbeddings.translation_scores``)."""
+    """``[C]``: s(c) = max_{q ∈ asked, r} max(f(q, r, c), f(c, r, q)) with the model's triple score f, over the
+    relations ``question`` names (all relations when it names none; ``KGEmbeddings.fit_scores``)."""
     named = named_relations(question, relation_names)
-    return vectors.translation_scores(asked, candidates, named if len(named) else None)
+    return vectors.fit_scores(asked, candidates, named if len(named) else None)
 
 
 def score_ranks(scores: np.ndarray) -> np.ndarray:

@@ -15,9 +15,11 @@ import argparse
 import json
 import logging
 import sys
+from typing import get_args
 
 from kgutil.cli import FLAG_PREFIX, ConfigError, add_common_args, add_field_args, build_config, setup_logging
 from kg.embeddings import model_names
+from kg.embeddings.pipeline import EmbeddingConfig
 from kg.embeddings.tune import TuneConfig, tune_embeddings
 from kg.snapshot import SnapshotError
 
@@ -28,7 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", dest=FLAG_PREFIX + "fixed.model", choices=model_names(), metavar="MODEL",
                    help="any PyKEEN model (transe, transr, rotate, complex, …) or ptranse")
-    p.add_argument("--loss", dest=FLAG_PREFIX + "fixed.loss", choices=["marginranking", "nssa"])
+    p.add_argument("--training-loop", dest=FLAG_PREFIX + "fixed.training_loop",
+                   choices=get_args(EmbeddingConfig.model_fields["training_loop"].annotation))
+    p.add_argument("--loss", dest=FLAG_PREFIX + "fixed.loss",
+                   choices=get_args(EmbeddingConfig.model_fields["loss"].annotation))
     add_field_args(p, TuneConfig, ["kg", "out", "trials", "max_epochs", "valid_max_triples", "stop_frequency",
                                    "patience"])
     add_common_args(p)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,8 @@ from kg.embeddings import EmbeddingConfig, KGEmbeddings, eval_slice_size, split_
 from kg.embeddings.pcra import PAD, extract_paths
 from kg.embeddings.ptranse import PTransE
 from kg.snapshot import Snapshot, SnapshotError
+
+from conftest import ROOT
 
 A, B, C, D = range(4)
 R0, R1, R2 = range(3)
@@ -185,8 +189,13 @@ def test_tuning_through_pykeen_hpo_resumes_and_writes_a_training_config(sample_s
     with pytest.raises(ValueError, match="cannot search"):
         TuneConfig(kg=sample_snapshot, out=tmp_path, space={"model": {"width": {"type": "int", "low": 1, "high": 2}}})
     one_to_all = {"model": "distmult", "batch_size": 256, "training_loop": "lcwa", "loss": "crossentropy"}
-    lcwa = tune_embeddings(TuneConfig(kg=sample_snapshot, out=tmp_path / "lcwa", fixed=one_to_all, trials=1,
-                                      max_epochs=1, stop_frequency=1, patience=1, valid_max_triples=50))
+    cli = subprocess.run([sys.executable, str(ROOT / "scripts/tune_kg_embeddings.py"), "--kg", str(sample_snapshot),
+                          "--out", str(tmp_path / "lcwa"), "--model", "distmult", "--training-loop", "lcwa", "--loss",
+                          "crossentropy", "--set", "fixed.batch_size=256", "--trials", "1", "--max-epochs", "1",
+                          "--stop-frequency", "1", "--patience", "1", "--valid-max-triples", "50"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert cli.returncode == 0, cli.stderr
+    lcwa = json.loads((tmp_path / "lcwa" / "trials.json").read_text())
     assert lcwa["trials"][0]["state"] == "COMPLETE"  # no negatives sampled, so none searched
     assert "num_negs_per_pos" not in lcwa["trials"][0]["params"] and 0 < lcwa["trials"][0]["mrr"] <= 1
     with pytest.raises(ValueError, match="lcwa samples no negatives"):

@@ -225,7 +225,7 @@ def test_relation_lookup_marks_passage_tokens_related_to_a_question_entity() -> 
     assert lookup.token_relations(np.where(np.arange(7)[:, None] == 1, -1, ids), sequence).tolist() == [0] * 7
 
 
-def test_named_relations_translation_scores_and_rank_buckets() -> None:
+def test_named_relations_fit_scores_and_rank_buckets() -> None:
     from fusion.entities import rank_buckets
     from kg.embeddings.export import KGEmbeddings
     from retrieval.relations import named_relations, question_fit_scores
@@ -234,10 +234,20 @@ def test_named_relations_translation_scores_and_rank_buckets() -> None:
     # e0 + r0 = e1 exactly; e2 is 3 away from e0 ± r1 in L1 (|0 ± 1 − 0| + |0 − 2| = 3)
     emb = KGEmbeddings(entity=torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [5.0, 5.0]]),
                        relation=torch.tensor([[1.0, 0.0], [-1.0, 0.0]]), metadata={"model": "transe"})
-    assert emb.translation_scores(np.array([0]), np.array([1, 2, 3])).tolist() == [0.0, -3.0, -9.0]
-    assert emb.translation_scores(np.array([1]), np.array([0]), np.array([1])).tolist() == [0.0]  # e1 + r1 = e0
-    with pytest.raises(ValueError, match="translational"):
-        KGEmbeddings(emb.entity, emb.relation, {"model": "rotate"}).translation_scores(np.array([0]), np.array([1]))
+    assert emb.fit_scores(np.array([0]), np.array([1, 2, 3])).tolist() == [0.0, -3.0, -9.0]
+    assert emb.fit_scores(np.array([1]), np.array([0]), np.array([1])).tolist() == [0.0]  # e1 + r1 = e0
+    with pytest.raises(ValueError, match="transr"):
+        KGEmbeddings(emb.entity, emb.relation, {"model": "transr"}).fit_scores(np.array([0]), np.array([1]))
+    # complex models, exported as [re; im]: e0 = 1, e1 = i, e2 = −1; r0 = i (a 90° rotation)
+    unit = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    rotate = KGEmbeddings(unit, torch.tensor([[0.0, 1.0]]), {"model": "rotate"})
+    # RotatE −|h·r − t|: e0·i = e1 exactly; e2: −|i + 1| one way, −|−i − 1| the other
+    assert np.allclose(rotate.fit_scores(np.array([0]), np.array([1, 2])), [0.0, -np.sqrt(2)])
+    # ComplEx Re(h·r·t̄): f(e0, r0, e1) = Re(i·(−i)) = 1 beats f(e1, r0, e0) = Re(i·i) = −1
+    assert np.allclose(KGEmbeddings(unit, torch.tensor([[0.0, 1.0]]), {"model": "complex"})
+                       .fit_scores(np.array([0]), np.array([1])), [1.0])
+    distmult = KGEmbeddings(torch.tensor([[1.0, 2.0], [3.0, 0.0]]), torch.tensor([[1.0, 1.0]]), {"model": "distmult"})
+    assert distmult.fit_scores(np.array([0]), np.array([1])).tolist() == [3.0]  # Σ h·r·t
     # the relations a question names decide the score: e0 + r0 = e1, e0 + r1 = e2; the other fits 3 away
     fit = KGEmbeddings(entity=torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]]),
                        relation=torch.tensor([[1.0, 0.0], [0.0, 2.0]]), metadata={"model": "transe"})

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -16,7 +16,6 @@ from safetensors.torch import load_file
 from kg.snapshot import SnapshotError
 
 FORMAT_VERSION = 1
-TRANSLATIONAL = ("transe", "ptranse")  # models that score a triple by −‖e_h + r − e_t‖_p
 
 
 @dataclass
@@ -45,22 +44,43 @@ class KGEmbeddings:
                                 f"{metadata['num_entities']}")
         return cls(entity=tensors["entity"], relation=tensors["relation"], metadata=metadata)
 
-    def translation_scores(self, sources: np.ndarray, targets: np.ndarray,
-                           relations: np.ndarray | None = None) -> np.ndarray:
+    def fit_scores(self, sources: np.ndarray, targets: np.ndarray,
+                   relations: np.ndarray | None = None) -> np.ndarray:
         """``[T]``: for each target t, max over s ∈ ``sources``, r ∈ ``relations`` (ids; default all) and both
-        directions of −‖e_s + r − e_t‖_p and −‖e_t + r − e_s‖_p (the model's own distance), i.e. how well some
-        triple (s, r, t) or (t, r, s) fits the vectors. Only for translational models (``TRANSLATIONAL``)."""
-        if self.metadata["model"] not in TRANSLATIONAL:
-            raise ValueError(f"translation scores need a translational model {TRANSLATIONAL}, not "
-                             f"{self.metadata['model']!r} (retrain the embeddings with one of them)")
-        p = self.metadata.get("config", {}).get("norm", 1)
+        directions of the model's own triple score f(s, r, t) and f(t, r, s), i.e. how well some triple (s, r, t)
+        or (t, r, s) fits the vectors. f is −‖h + r − t‖_p (TransE, PTransE; p from the config), −‖h ∘ r − t‖₂
+        over complex vectors (RotatE), Σ h·r·t (DistMult) or Re Σ h·r·t̄ (ComplEx); other models are refused."""
+        model = self.metadata["model"]
+        if model not in FIT_SCORES:
+            raise ValueError(f"fit scores are defined for {sorted(FIT_SCORES)}, not {model!r} (retrain the "
+                             f"embeddings with one of them)")
+        score = FIT_SCORES[model]
         e, r = self.entity.float().numpy(), self.relation.float().numpy()
+        if model in COMPLEX:
+            e, r = _complex(e), _complex(r)
         if relations is not None:
             r = r[np.asarray(relations, dtype=np.int64)]
+        p = self.metadata.get("config", {}).get("norm", 1)
+        t = e[np.asarray(targets, dtype=np.int64)]
         best = np.full(len(targets), -np.inf, dtype=np.float64)
         for s in np.asarray(sources, dtype=np.int64):  # one source at a time: memory [T, R, d]
-            diff = e[s][None, :] - e[np.asarray(targets, dtype=np.int64)]
-            for sign in (1.0, -1.0):  # e_s + r − e_t, and −(e_t + r − e_s)
-                dist = np.linalg.norm(diff[:, None, :] + sign * r[None, :, :], ord=p, axis=-1)
-                best = np.maximum(best, -dist.min(axis=1))
+            forward = score(e[s][None, None, :], r[None, :, :], t[:, None, :], p)   # f(s, r, t): [T, R]
+            backward = score(t[:, None, :], r[None, :, :], e[s][None, None, :], p)  # f(t, r, s)
+            best = np.maximum(best, np.maximum(forward, backward).max(axis=1))
         return best
+
+
+def _complex(x: np.ndarray) -> np.ndarray:
+    """Exported [re; im] rows back to complex vectors."""
+    half = x.shape[-1] // 2
+    return x[..., :half] + 1j * x[..., half:]
+
+
+FIT_SCORES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]] = {
+    "transe": lambda h, r, t, p: -np.linalg.norm(h + r - t, ord=p, axis=-1),
+    "ptranse": lambda h, r, t, p: -np.linalg.norm(h + r - t, ord=p, axis=-1),
+    "rotate": lambda h, r, t, p: -np.linalg.norm(h * r - t, axis=-1),
+    "distmult": lambda h, r, t, p: (h * r * t).sum(axis=-1),
+    "complex": lambda h, r, t, p: (h * r * np.conj(t)).sum(axis=-1).real,
+}  # f(h, r, t) of each model, as PyKEEN scores it (RotatE's relations are unit rotations)
+COMPLEX = ("rotate", "complex")  # models exported as [re; im]
