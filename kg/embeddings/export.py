@@ -76,9 +76,13 @@ def _complex(x: np.ndarray) -> np.ndarray:
     return x[..., :half] + 1j * x[..., half:]
 
 
+def _translation(h: np.ndarray, r: np.ndarray, t: np.ndarray, p: int) -> np.ndarray:
+    return -np.linalg.norm(h + r - t, ord=p, axis=-1)
+
+
 FIT_SCORES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]] = {
-    "transe": lambda h, r, t, p: -np.linalg.norm(h + r - t, ord=p, axis=-1),
-    "ptranse": lambda h, r, t, p: -np.linalg.norm(h + r - t, ord=p, axis=-1),
+    "transe": _translation,
+    "ptranse": _translation,
     "rotate": lambda h, r, t, p: -np.linalg.norm(h * r - t, axis=-1),
     "distmult": lambda h, r, t, p: (h * r * t).sum(axis=-1),
     "complex": lambda h, r, t, p: (h * r * np.conj(t)).sum(axis=-1).real,
