@@ -2,7 +2,9 @@
 """Tune a KG embedding model with PyKEEN's HPO (optuna TPE, early stopping on validation MRR); resumable.
 
 Writes OUT/trials.json (every trial beside the popularity baseline on the same validation triples) and
-OUT/best.yaml, a train_kg_embeddings.py config of the best trial; the test split is never read.
+OUT/best.yaml, a train_kg_embeddings.py config of the best trial; the test split is never read. Trial MRRs are
+filtered by all known triples, like the test figures and the popularity baseline; the early stopper's per-epoch
+MRRs in the log filter by the training triples only (PyKEEN's stopper) and read lower: compare trials, not logs.
 
 Examples:
   python scripts/tune_kg_embeddings.py --kg kg_store/snapshot --model transe --trials 20 --out emb/tune_transe
