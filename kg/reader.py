@@ -247,7 +247,7 @@ class TripleReader:
 
     @staticmethod
     def _split(text: str, fmt: str) -> list[str] | None:
-        """The 5 fields (types may be empty) or None on a wrong column count; ValueError on bad JSON."""
+        """The 5 fields (types may be empty) or None on a wrong column count; ValueError on bad JSON or CSV."""
         if fmt == "jsonl":
             try:
                 obj = json.loads(text)
@@ -260,7 +260,13 @@ class TripleReader:
                 raise ValueError(f"JSON object lacks string field(s) {', '.join(missing)}")
             return [obj["head"], obj["relation"], obj["tail"],
                     str(obj.get("head_type") or ""), str(obj.get("tail_type") or "")]
-        fields = next(csv.reader([text])) if fmt == "csv" else text.split("\t")
+        if fmt == "csv":
+            try:
+                fields = next(csv.reader([text]))
+            except csv.Error as err:  # e.g. a bare carriage return inside an unquoted field
+                raise ValueError(f"invalid CSV: {err}") from err
+        else:
+            fields = text.split("\t")
         if len(fields) == 3:
             return [*fields, "", ""]
         if len(fields) == 5:
