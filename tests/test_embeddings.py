@@ -115,11 +115,14 @@ def test_train_export_round_trip_and_resume(sample_snapshot: Path, tmp_path: Pat
     # evaluation with entity slicing (large KGs: batch × entities × dim floats must fit eval_memory_mb) is exact
     sliced = config.model_copy(update={"epochs": 2, "eval_batch_size": 4096, "eval_memory_mb": 16})
     assert eval_slice_size(sliced, snap.num_entities) < snap.num_entities
-    assert train_embeddings(sliced).metrics == pytest.approx(resumed.metrics)
+    restored = train_embeddings(sliced)  # every epoch restored from the checkpoint: evaluation and export only
+    assert restored.metrics == pytest.approx(resumed.metrics) and restored.losses == resumed.losses
+    assert restored.seconds_per_epoch == pytest.approx(resumed.seconds_per_epoch)  # the timings travel too
     emb = KGEmbeddings.load(tmp_path / model, snapshot_checksum=snap.checksum)
     width = 32 if model in ("rotate", "complex") else 16  # complex vectors are exported as [re; im]
     assert emb.entity.shape == (snap.num_entities, width) and emb.entity.dtype == torch.float32
     assert 0 < emb.metadata["popularity_metrics"]["mrr"] <= 1
+    assert 0 <= emb.metadata["validation_metrics"]["mrr"] <= 1  # what a choice between exports reads
     assert emb.relation.shape[0] == snap.num_relations  # lcwa: the forward relations, not their inverses
     if model == "transr":
         tensors = load_file(str(tmp_path / model / "embeddings.safetensors"))
@@ -148,6 +151,25 @@ def test_popularity_baseline_by_hand() -> None:
     test = np.array([[4, R0, B]])
     metrics = popularity_metrics(train, np.vstack([train, test]), test, 5, 1)
     assert metrics == {"mrr": 0.75, "hits@1": 0.5, "hits@3": 1.0, "hits@10": 1.0, "num_test_triples": 1}
+
+
+def test_evaluation_filters_every_known_triple_sampled_or_not() -> None:
+    from pykeen.models import TransE
+    from pykeen.triples import TriplesFactory
+
+    from kg.embeddings import evaluate
+
+    # Test triples (A, r0, B) and (A, r0, C); one is sampled. B and C sit exactly at A + r0, D far away:
+    # the tail query (A, r0, ?) ties the two true tails at the top. Filtering the unsampled one too → rank 1 on
+    # both sides, MRR 1; leaving it in would tie it with the answer (realistic rank 1.5, MRR 0.83).
+    test, train = (TriplesFactory(mapped_triples=torch.as_tensor(t), entity_to_id=dict(zip("ABCD", range(4))),
+                                  relation_to_id={"r0": R0}) for t in ([[A, R0, B], [A, R0, C]], [[D, R0, D]]))
+    model = TransE(triples_factory=train, embedding_dim=2, scoring_fct_norm=2)
+    with torch.no_grad():
+        model.entity_representations[0]._embeddings.weight[:] = torch.tensor([[0, 0], [1, 0], [1, 0], [9, 9.]])
+        model.relation_representations[0]._embeddings.weight[:] = torch.tensor([[1, 0.]])
+    metrics = evaluate(model, test, [train, test], max_triples=1, batch_size=4, seed=0, progress=False)
+    assert metrics["mrr"] == pytest.approx(1.0) and metrics["num_test_triples"] == 1
 
 
 def test_every_pykeen_model_is_one_name_away() -> None:

@@ -114,12 +114,13 @@ class EmbeddingConfig(BaseModel):
 class EmbeddingResult:
     config: EmbeddingConfig
     metrics: dict[str, float]
-    seconds_per_epoch: float | None  # None when every epoch was restored from the checkpoint
+    seconds_per_epoch: float | None  # mean over the epochs trained (restored ones included); None if none timed
     path_seconds: float
     path_stats: dict[str, float]
     losses: list[float]
     out: Path
     popularity: dict[str, float] | None = None  # the calibration baseline on the same test triples
+    validation_metrics: dict[str, float] | None = None  # the same measures on validation: what choices read
 
 
 def triples_factory(snapshot: Snapshot) -> TriplesFactory:
@@ -172,14 +173,16 @@ def build_model(config: EmbeddingConfig, train: TriplesFactory, paths: PathSet |
                                                loss_kwargs=loss_kwargs(config), **model_kwargs(config, paths))
 
 
-def evaluate(model: torch.nn.Module, test: TriplesFactory, filter_with: list[TriplesFactory], *,
+def evaluate(model: torch.nn.Module, scored: TriplesFactory, known: list[TriplesFactory], *,
              max_triples: int | None, batch_size: int, seed: int, progress: bool,
              slice_size: int | None = None) -> dict[str, float]:
-    """Filtered (realistic) MRR and Hits@1/3/10 over head and tail prediction."""
-    mapped = torch.as_tensor(sample_triples(test.mapped_triples.numpy(), max_triples, seed))
+    """Filtered (realistic) MRR and Hits@1/3/10 over head and tail prediction of a seeded sample of ``scored``;
+    every triple of ``known`` (all splits, the unsampled rest of ``scored`` included) is filtered, as in the
+    popularity baseline and the tuning study."""
+    mapped = torch.as_tensor(sample_triples(scored.mapped_triples.numpy(), max_triples, seed))
     evaluator = RankBasedEvaluator(filtered=True)
     result = evaluator.evaluate(model, mapped, batch_size=batch_size, slice_size=slice_size, use_tqdm=progress,
-                                additional_filter_triples=[f.mapped_triples for f in filter_with])
+                                additional_filter_triples=[f.mapped_triples for f in known])
     metrics = {"mrr": result.get_metric("both.realistic.inverse_harmonic_mean_rank"),
                **{f"hits@{k}": result.get_metric(f"both.realistic.hits_at_{k}") for k in (1, 3, 10)}}
     metrics["num_test_triples"] = len(mapped)
@@ -233,12 +236,12 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
     run_only = {"out", "resume", "progress", "epochs", "device", "eval_max_triples", "eval_batch_size", "eval_memory_mb",
                 "checkpoint_every"}
     fingerprint = f"{snapshot.checksum}:{config.model_dump_json(exclude=run_only)}"
-    start, losses = 0, []
+    start, losses, epoch_seconds = 0, [], []
     if config.resume and (restored := load_checkpoint(config.out / "checkpoint", model, loop.optimizer, fingerprint)):
         start, losses = restored["epoch"], restored["losses"]
+        epoch_seconds = restored.get("epoch_seconds", [])  # absent from checkpoints written before it was kept
         loop._epoch = start
         log.info("resumed from epoch %d", start)
-    epoch_seconds: list[float] = []
     bar = tqdm(range(start + 1, config.epochs + 1), desc=f"training {config.model}", unit="epoch",
                disable=not config.progress, initial=start, total=config.epochs)
     for epoch in bar:
@@ -252,21 +255,23 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
             save_checkpoint(config.out / "checkpoint", model, loop.optimizer, fingerprint,
-                            {"epoch": epoch, "losses": losses})
-    metrics = evaluate(model, test, [train, valid], max_triples=config.eval_max_triples,
-                       batch_size=config.eval_batch_size,
-                       slice_size=eval_slice_size(config, snapshot.num_entities), seed=config.seed,
-                       progress=config.progress)
+                            {"epoch": epoch, "losses": losses, "epoch_seconds": epoch_seconds})
+    measured = {name: evaluate(model, split, [train, valid, test], max_triples=config.eval_max_triples,
+                               batch_size=config.eval_batch_size,
+                               slice_size=eval_slice_size(config, snapshot.num_entities), seed=config.seed,
+                               progress=config.progress)
+                for name, split in (("test", test), ("validation", valid))}
+    metrics = measured["test"]
     known = np.concatenate([f.mapped_triples.numpy() for f in (train, valid, test)])
     popularity = popularity_metrics(train.mapped_triples.numpy(), known, test.mapped_triples.numpy(),
                                     snapshot.num_entities, snapshot.num_relations,
                                     max_triples=config.eval_max_triples, seed=config.seed)
     seconds_per_epoch = float(np.mean(epoch_seconds)) if epoch_seconds else None
-    log.info("%s: MRR %.4f, Hits@10 %.4f (popularity baseline: MRR %.4f, Hits@10 %.4f), %s s/epoch", config.model,
-             metrics["mrr"], metrics["hits@10"], popularity["mrr"], popularity["hits@10"],
-             f"{seconds_per_epoch:.1f}" if seconds_per_epoch is not None else "-")
+    log.info("%s: test MRR %.4f, Hits@10 %.4f (popularity baseline: MRR %.4f, Hits@10 %.4f); validation MRR %.4f; "
+             "%s s/epoch", config.model, metrics["mrr"], metrics["hits@10"], popularity["mrr"], popularity["hits@10"],
+             measured["validation"]["mrr"], f"{seconds_per_epoch:.1f}" if seconds_per_epoch is not None else "-")
     result = EmbeddingResult(config, metrics, seconds_per_epoch, path_seconds, path_stats, losses, config.out,
-                             popularity)
+                             popularity, measured["validation"])
     export(model, snapshot, result, split_sizes=(train.num_triples, valid.num_triples, test.num_triples))
     return result
 
@@ -289,6 +294,7 @@ def export(model: torch.nn.Module, snapshot: Snapshot, result: EmbeddingResult,
         "snapshot_checksum": snapshot.checksum, "num_entities": snapshot.num_entities,
         "num_relations": snapshot.num_relations, "split": dict(zip(("train", "valid", "test"), split_sizes)),
         "metrics": result.metrics, "popularity_metrics": result.popularity,
+        "validation_metrics": result.validation_metrics,
         "seconds_per_epoch": result.seconds_per_epoch,
         "path_seconds": result.path_seconds, "path_stats": result.path_stats,
         "config": json.loads(config.model_dump_json()),
