@@ -150,7 +150,8 @@ def main() -> None:
             if both:
                 aucs[s].append(auc(scores[s], hits))
     figures = {"kg": str(args.kg), "links": "exact+overlap" if args.overlap else "exact", **counts,
-               "embeddings": {n: {"model": e.metadata["model"], "test_mrr": e.metadata["metrics"]["mrr"]}
+               "embeddings": {n: {"model": e.metadata["model"], "test_mrr": e.metadata["metrics"]["mrr"],
+                                  "validation_mrr": (e.metadata.get("validation_metrics") or {}).get("mrr")}
                               for n, e in vectors.items()},
                "p_at_1": summaries(p1, vectors), "auc": summaries(aucs, vectors)}
     write_result("kg_answer_signal", figures)
