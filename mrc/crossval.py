@@ -152,8 +152,8 @@ def merge_parts(records_path: Path) -> None:
 
 
 def _run_workers(config: CVConfig, records_path: Path, workers: int) -> None:
-    """The (seed, fold) groups in ``workers`` processes, after the shared intermediate model is trained once here
-    (so no two workers train it). Each worker gets an equal share of the CPU threads; its log is
+    """The (seed, fold) groups in ``workers`` processes, after the variants' intermediate models are trained here
+    (so no two workers train one). Each worker gets an equal share of the CPU threads; its log is
     ``OUT/worker-f{fold}-s{seed}.log``. Raises when a worker fails, after merging what the others recorded."""
     folds = config.run_folds if config.run_folds is not None else list(range(config.folds))
     records = json.loads(records_path.read_text(encoding="utf-8")) if records_path.exists() else {}
@@ -162,9 +162,11 @@ def _run_workers(config: CVConfig, records_path: Path, workers: int) -> None:
                          for v in config.variants)]
     if not groups:
         return
-    first = run_config(config, config.reference if config.reference in config.variants else
-                       next(iter(config.variants)), groups[0][1], groups[0][0])
-    intermediate_stage(first, setup(first.device))
+    seed, fold = groups[0]
+    runs = [run_config(config, variant, fold, seed) for variant in config.variants]
+    ctx = setup(runs[0].device)
+    for run in runs:  # each distinct stage (variants may differ in it, e.g. in lr) once, here; workers reuse them
+        intermediate_stage(run, ctx)
     config.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers)),
            "TOKENIZERS_PARALLELISM": "false"}

@@ -13,6 +13,7 @@ F1. The test fold chose nothing: it is scored once, at the end, with the chosen 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -65,8 +66,9 @@ class IntermediateConfig(BaseModel):
                                                       Path("../shared/data/cmrc2018/cmrc2018_trial.json")])
     epochs: int = Field(1, ge=0, description="0 skips the stage")
     seed: int = Field(1, description="the stage's own seed: one intermediate model serves every training seed")
-    cache: Path | None = Field(None, description="keep the stage's model here and reuse it when the settings match "
-                                                 "(default OUT/intermediate)")
+    cache: Path | None = Field(None, description="keep the stage's model under here (a subdirectory per stage "
+                                                 "setting) and reuse it when the settings match (default "
+                                                 "OUT/intermediate)")
 
 
 def _recipe_features() -> FeatureConfig:
@@ -303,12 +305,15 @@ def stage_settings(config: TrainConfig) -> tuple[TrainConfig, str]:
     fingerprint, which decides whether a kept stage model can be reused."""
     stage = config.intermediate
     stage_config = config.model_copy(update={
-        "train": list(stage.data), "validation": None, "out": stage.cache or config.out / "intermediate",
+        "train": list(stage.data), "validation": None,
         "epochs": stage.epochs, "seed": stage.seed, "intermediate": IntermediateConfig(epochs=0),
         "model": ModelConfig(), "split": SplitConfig(validation_share=0.0),
         "max_train_examples": None, "categories": None, "category_oversample": False, "selection": "f1",
         "pvi": None, "knowledge_lr": None})
-    return stage_config, fingerprint(stage_config, _RUN_ONLY - {"epochs"})
+    stage_id = fingerprint(stage_config, _RUN_ONLY - {"epochs"})
+    # one directory per stage setting: runs whose stages differ (e.g. in lr) never overwrite each other's model
+    out = (stage.cache or config.out / "intermediate") / hashlib.sha256(stage_id.encode()).hexdigest()[:12]
+    return stage_config.model_copy(update={"out": out}), stage_id
 
 
 def intermediate_stage(config: TrainConfig, ctx: Dist) -> Path | None:
