@@ -9,6 +9,10 @@ Examples:
   # 1-N scoring (every (h, r) against all entities, inverse relations for heads) with cross-entropy:
   python scripts/train_kg_embeddings.py --kg kg_store/snapshot --model complex --training-loop lcwa \
       --loss crossentropy --label-smoothing 0.1 --out emb/complex_1n
+
+OUT holds the export (test metrics beside the popularity baseline's, and validation metrics: compare exports by
+those) and a checkpoint per epoch: the same command resumes, and once every epoch is done it only evaluates and
+exports again (e.g. an export made before validation metrics were recorded gains them).
 """
 
 from __future__ import annotations
