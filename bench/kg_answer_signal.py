@@ -31,7 +31,7 @@ from bench.common import SHARED, write_result
 from kg.embeddings.export import KGEmbeddings
 from kg.snapshot import Snapshot
 from kgutil.cli import setup_logging
-from mrc.crossval import bootstrap_ci
+from kgutil.stats import bootstrap_ci
 from mrc.data import Example, read_dataset
 from retrieval.index import EntityIndex
 from retrieval.linker import EntityLinker, Link, LinkerConfig

@@ -2,7 +2,8 @@
 """TransE vs TransR vs PTransE on one split of a KG snapshot (default: the xywy disease KG).
 
 Same split, dim and epochs for every model, each trained in a fresh process so that its peak RSS is its own.
-Reports filtered MRR, Hits@1/3/10 beside the relation-conditional popularity baseline on the same test triples,
+Reports filtered MRR (with a 95% bootstrap CI over test triples), Hits@1/3/10 beside the relation-conditional
+popularity baseline on the same test triples (the MRR ratio with its paired CI; PTransE − TransE likewise),
 the validation MRR (``best_by_validation``: the model a choice would take, the test split unread),
 seconds per epoch, peak RSS, and PCRA path-extraction time and peak memory (a process that only extracts paths).
 Targets (2 cores): TransE ≤ 40 s/epoch at dim 100; PTransE epoch ≤ 3× TransE; PTransE MRR ≥ TransE MRR; path
@@ -40,6 +41,7 @@ from bench.common import SHARED, build_snapshot, write_result
 from kg import arcadedb
 from kgutil.cli import read_config_file, setup_logging
 from kg.embeddings import EmbeddingConfig, train_embeddings
+from kg.embeddings.compare import compare_exports
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +77,8 @@ def worker() -> None:
                "seconds_per_epoch": round(result.seconds_per_epoch, 2),
                "total_seconds": round(time.perf_counter() - t0, 1), "final_loss": round(result.losses[-1], 4),
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+               "mrr_ci95": result.mrr_ci95, "popularity_ratio": result.versus_popularity["mrr_ratio"],
+               "popularity_ratio_ci95": result.versus_popularity["mrr_ratio_ci95"],
                "popularity": {k: round(v, 4) for k, v in (result.popularity or {}).items()}}
     if result.config.model == "ptranse":
         figures.update(path_seconds=round(result.path_seconds, 1),
@@ -82,14 +86,16 @@ def worker() -> None:
     print(json.dumps(figures))
 
 
-def ptranse_vs_transe(results: dict[str, dict]) -> dict[str, dict[str, float]]:
+def ptranse_vs_transe(results: dict[str, dict], exports: Path) -> dict[str, dict]:
     """Each PTransE run against the TransE run of the same settings (ptranse, ptranse3 → transe; ptranse_X →
-    transe_X): epoch-time ratio and MRR difference."""
+    transe_X): epoch-time ratio and the paired MRR difference on the same test triples, with its 95% CI."""
     pairs = {name: re.sub(r"^ptranse\d*", "transe", name) for name in results if name.startswith("ptranse")}
     pairs = {p: t for p, t in pairs.items() if t in results}
+    versus = {p: compare_exports(exports / t, exports / p) for p, t in pairs.items()}
     return {"ptranse_epoch_ratio": {p: round(results[p]["seconds_per_epoch"] / results[t]["seconds_per_epoch"], 2)
                                     for p, t in pairs.items()},
-            "ptranse_minus_transe_mrr": {p: round(results[p]["mrr"] - results[t]["mrr"], 4) for p, t in pairs.items()}}
+            "ptranse_minus_transe_mrr": {p: v["mrr_diff"] for p, v in versus.items()},
+            "ptranse_minus_transe_mrr_ci95": {p: v["mrr_diff_ci95"] for p, v in versus.items()}}
 
 
 def main() -> None:
@@ -141,7 +147,7 @@ def main() -> None:
                    "eval_max_triples": args.eval_max_triples, "models": results,
                    "targets": {"transe_seconds_per_epoch_max": 40, "ptranse_epoch_ratio_max": 3.0,
                                "ptranse_mrr_at_least_transe": True, "peak_rss_mb_max": args.memory_target_mb}}
-        figures.update(ptranse_vs_transe(results))
+        figures.update(ptranse_vs_transe(results, work))
         figures["best_by_validation"] = max(args.models + list(configured), key=lambda n: results[n]["validation_mrr"])
         write_result(args.name, figures)
     finally:

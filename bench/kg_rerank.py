@@ -41,7 +41,8 @@ import numpy as np
 from bench.common import parse_cv_args, write_result
 from kg.embeddings.export import KGEmbeddings
 from kg.snapshot import Snapshot
-from mrc.crossval import bootstrap_ci, run_config, run_hash
+from kgutil.stats import bootstrap_ci
+from mrc.crossval import run_config, run_hash
 from mrc.data import Example
 from mrc.metrics import dataset_metric, em_f1
 from mrc.train import TrainConfig, load_examples, train_mrc

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kgutil.cli import set_dotted
 from kgutil.distributed import setup
 from kgutil.io import atomic_write_text
+from kgutil.stats import bootstrap_ci
 from mrc.categories import set_metrics
 from mrc.train import TrainConfig, fingerprint, intermediate_stage, train_mrc
 
@@ -214,17 +215,6 @@ def add_hashes(records: dict[str, Any], config: CVConfig, elsewhere: dict[str, d
                 run["validation"] = _validation_figures(json.loads(metrics.read_text(encoding="utf-8"))["best"])
             elif "validation" not in run and "validation" in elsewhere.get(run["config_hash"], {}):
                 run["validation"] = elsewhere[run["config_hash"]]["validation"]
-
-
-def bootstrap_ci(values: np.ndarray, rounds: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile-bootstrap CI of the mean of ``values`` (resampling the values)."""
-    rng = np.random.default_rng(seed)
-    means = np.empty(rounds)
-    for start in range(0, rounds, 1000):  # bounded memory: 1000 resamples at a time
-        idx = rng.integers(0, len(values), size=(min(1000, rounds - start), len(values)))
-        means[start:start + len(idx)] = values[idx].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def _per_question(runs: dict[str, Any], keys: set[str] | None = None) -> dict[str, dict[str, float]]:

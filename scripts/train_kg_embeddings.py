@@ -11,7 +11,7 @@ Examples:
       --loss crossentropy --label-smoothing 0.1 --out emb/complex_1n
 
 OUT holds the export (test metrics beside the popularity baseline's, and validation metrics: compare exports by
-those) and a checkpoint per epoch: the same command resumes, and once every epoch is done it only evaluates and
+those; per-triple ranks for paired comparisons: scripts/compare_embeddings.py) and a checkpoint per epoch: the same command resumes, and once every epoch is done it only evaluates and
 exports again (e.g. an export made before validation metrics were recorded gains them).
 """
 
@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, SnapshotError) as err:
         log.error("%s", err)
         return 2
-    print(json.dumps({"model": config.model, "metrics": result.metrics,
+    print(json.dumps({"model": config.model, "metrics": result.metrics, "mrr_ci95": result.mrr_ci95,
+                      "versus_popularity": result.versus_popularity, "validation_metrics": result.validation_metrics,
                       "seconds_per_epoch": result.seconds_per_epoch, "out": str(result.out)}, indent=2))
     return 0
 

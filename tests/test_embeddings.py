@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 from kg.embeddings import EmbeddingConfig, KGEmbeddings, eval_slice_size, split_snapshot, train_embeddings
+from kg.embeddings.compare import compare_exports, load_ranks, paired, save_ranks
 from kg.embeddings.pcra import PAD, extract_paths
+from kg.embeddings.popularity import rank_metrics
 from kg.embeddings.ptranse import PTransE
 from kg.snapshot import Snapshot, SnapshotError
 
@@ -123,6 +125,13 @@ def test_train_export_round_trip_and_resume(sample_snapshot: Path, tmp_path: Pat
     assert emb.entity.shape == (snap.num_entities, width) and emb.entity.dtype == torch.float32
     assert 0 < emb.metadata["popularity_metrics"]["mrr"] <= 1
     assert 0 <= emb.metadata["validation_metrics"]["mrr"] <= 1  # what a choice between exports reads
+    low, high = emb.metadata["mrr_ci95"]
+    assert low <= emb.metadata["metrics"]["mrr"] <= high
+    versus = emb.metadata["versus_popularity"]
+    assert versus["other_mrr"] == pytest.approx(emb.metadata["popularity_metrics"]["mrr"], abs=1e-4)
+    ranks = load_ranks(tmp_path / model)  # per-triple ranks: paired comparisons between exports
+    assert ranks["test"].shape == (len(ranks["test_triples"]), 2) == ranks["popularity_test"].shape
+    assert rank_metrics(ranks["test"])["mrr"] == pytest.approx(emb.metadata["metrics"]["mrr"])
     assert emb.relation.shape[0] == snap.num_relations  # lcwa: the forward relations, not their inverses
     if model == "transr":
         tensors = load_file(str(tmp_path / model / "embeddings.safetensors"))
@@ -168,8 +177,59 @@ def test_evaluation_filters_every_known_triple_sampled_or_not() -> None:
     with torch.no_grad():
         model.entity_representations[0]._embeddings.weight[:] = torch.tensor([[0, 0], [1, 0], [1, 0], [9, 9.]])
         model.relation_representations[0]._embeddings.weight[:] = torch.tensor([[1, 0.]])
-    metrics = evaluate(model, test, [train, test], max_triples=1, batch_size=4, seed=0, progress=False)
+    metrics, ranks, scored = evaluate(model, test, [train, test], max_triples=1, batch_size=4, seed=0,
+                                      progress=False)
     assert metrics["mrr"] == pytest.approx(1.0) and metrics["num_test_triples"] == 1
+    assert ranks.tolist() == [[1.0, 1.0]] and scored.shape == (1, 3)
+
+
+def test_evaluation_keeps_per_triple_ranks_in_triple_order() -> None:
+    from pykeen.models import TransE
+    from pykeen.triples import TriplesFactory
+
+    from kg.embeddings import evaluate
+
+    # As above, plus (A, r0, D) with D far away. Its tail query A + r0 = (1, 0): B and C are true tails (filtered),
+    # A at distance 1 beats D → rank 2; its head query ? + r0 ≈ D: D itself is a true head ((D, r0, D) in train),
+    # B and C (distance 11.4) beat A (12.0) → rank 3. The other two triples rank 1 on both sides.
+    test, train = (TriplesFactory(mapped_triples=torch.as_tensor(t), entity_to_id=dict(zip("ABCD", range(4))),
+                                  relation_to_id={"r0": R0})
+                   for t in ([[A, R0, B], [A, R0, D], [A, R0, C]], [[D, R0, D]]))
+    model = TransE(triples_factory=train, embedding_dim=2, scoring_fct_norm=2)
+    with torch.no_grad():
+        model.entity_representations[0]._embeddings.weight[:] = torch.tensor([[0, 0], [1, 0], [1, 0], [9, 9.]])
+        model.relation_representations[0]._embeddings.weight[:] = torch.tensor([[1, 0.]])
+    metrics, ranks, scored = evaluate(model, test, [train, test], max_triples=None, batch_size=2, seed=0,
+                                      progress=False)
+    assert scored.tolist() == test.mapped_triples.tolist()
+    assert ranks.tolist() == [[1.0, 1.0], [3.0, 2.0], [1.0, 1.0]]  # (head, tail) per triple, in triple order
+    assert metrics["mrr"] == pytest.approx((4 + 1 / 3 + 1 / 2) / 6)
+
+
+def test_paired_comparison_by_hand(tmp_path: Path) -> None:
+    # A ranks every triple half as deep as B on both sides: rr_A = 2·rr_B per triple, so every resample's ratio
+    # is exactly 2; Δ = mean(rr_A − rr_B) = (0.5 + 0.25) / 2.
+    a, b = np.array([[1.0, 1.0], [2.0, 2.0]]), np.array([[2.0, 2.0], [4.0, 4.0]])
+    result = paired(a, b, rounds=500)
+    assert (result["mrr"], result["other_mrr"], result["mrr_diff"]) == (0.75, 0.375, 0.375)
+    assert result["mrr_ratio"] == 2.0 and result["mrr_ratio_ci95"] == [2.0, 2.0]
+    assert 0.25 <= result["mrr_diff_ci95"][0] <= result["mrr_diff_ci95"][1] <= 0.5 and result["ci_excludes_zero"]
+    triples = np.array([[0, 0, 1], [1, 0, 2]])
+    for name, ranks, scored in (("a", a, triples), ("b", b, triples), ("c", b, triples[::-1])):
+        save_ranks(tmp_path / name, {"test": ranks, "test_triples": scored})
+    assert compare_exports(tmp_path / "b", tmp_path / "a", rounds=500)["mrr_diff"] == 0.375
+    with pytest.raises(ValueError, match="different test triples"):
+        compare_exports(tmp_path / "a", tmp_path / "c")
+    with pytest.raises(FileNotFoundError, match="no per-triple ranks"):
+        load_ranks(tmp_path)
+    script = [sys.executable, str(ROOT / "scripts" / "compare_embeddings.py"), "--rounds", "200"]
+    ok = subprocess.run([*script, "--reference", str(tmp_path / "b"), "--others", str(tmp_path / "a"), "--out",
+                         str(tmp_path / "cmp.json")], capture_output=True, text=True, cwd=ROOT)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads((tmp_path / "cmp.json").read_text())["others"][str(tmp_path / "a")]["mrr_ratio"] == 2.0
+    bad = subprocess.run([*script, "--reference", str(tmp_path / "a"), "--others", str(tmp_path / "c")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "different test triples" in bad.stderr
 
 
 def test_every_pykeen_model_is_one_name_away() -> None:

@@ -4,7 +4,8 @@ registered beside them, trained on one seeded split of a KG snapshot.
 ``train_embeddings(config)`` is the one entry point (cf. ``pykeen.pipeline``): split → (paths) → train with
 per-epoch safetensors checkpoints (resumable) → filtered rank evaluation → export. The export directory holds
 ``embeddings.safetensors`` (``entity [E, d]`` aligned with the snapshot's entity ids, ``relation [R, d_r]``,
-TransR's ``relation_projection [R, d, d_r]``), ``metadata.json`` and ``metrics.json``.
+TransR's ``relation_projection [R, d, d_r]``), ``metadata.json``, ``metrics.json`` and the per-triple ranks of
+model and popularity baseline (``ranks.safetensors``, for paired comparisons: :mod:`kg.embeddings.compare`).
 :meth:`KGEmbeddings.load` refuses an export made for a different snapshot.
 """
 
@@ -13,7 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +35,8 @@ from kgutil.device import resolve_device
 from kgutil.checkpoint import load_checkpoint, save_checkpoint
 from kgutil.io import atomic_path, atomic_write_text
 from kg.embeddings.pcra import PathSet, extract_paths
-from kg.embeddings.popularity import popularity_metrics, sample_triples
+from kg.embeddings.compare import mrr_ci, paired, save_ranks
+from kg.embeddings.popularity import popularity_ranks, rank_metrics, sample_triples
 from kg.embeddings.ptranse import PTransE, PTransETrainingLoop
 from kg.embeddings.export import FORMAT_VERSION, KGEmbeddings
 from kg.snapshot import Snapshot
@@ -80,6 +83,10 @@ class EmbeddingConfig(BaseModel):
     path_max_per_triple: int = Field(8, ge=1)
     path_threshold: float = Field(0.01, ge=0, description="drop paths with R(p|h,t) below this")
     path_weight: float = Field(1.0, ge=0)
+    path_margin: float | None = Field(
+        None, gt=0, description="γ_path of the path hinge [γ_path + E(p, r) − E(p, r′)]₊ (default: margin). With "
+        "nssa, margin is the distance offset of log σ(γ − d), not a separation, and a path margin equal to it "
+        "can demand more than the triple loss does")
     # evaluation
     eval_max_triples: int | None = Field(None, description="evaluate on this many test triples (seeded sample)")
     eval_batch_size: int = 256
@@ -110,6 +117,11 @@ class EmbeddingConfig(BaseModel):
         return normalized
 
 
+# settings added after checkpoints were first written: they enter a checkpoint's fingerprint only when set, so
+# those checkpoints still resume
+LATER_FIELDS = ("path_margin",)
+
+
 @dataclass
 class EmbeddingResult:
     config: EmbeddingConfig
@@ -121,6 +133,17 @@ class EmbeddingResult:
     out: Path
     popularity: dict[str, float] | None = None  # the calibration baseline on the same test triples
     validation_metrics: dict[str, float] | None = None  # the same measures on validation: what choices read
+    ranks: dict[str, np.ndarray] = field(default_factory=dict)  # per-triple ranks (kg.embeddings.compare)
+
+    @cached_property
+    def mrr_ci95(self) -> list[float]:
+        """95% bootstrap CI of the test MRR over test triples."""
+        return mrr_ci(self.ranks["test"])
+
+    @cached_property
+    def versus_popularity(self) -> dict[str, object]:
+        """The test MRR against the popularity baseline's on the same triples: Δ and ratio with 95% CIs."""
+        return paired(self.ranks["test"], self.ranks["popularity_test"])
 
 
 def triples_factory(snapshot: Snapshot) -> TriplesFactory:
@@ -154,7 +177,7 @@ def model_kwargs(config: EmbeddingConfig, paths: PathSet | None) -> dict[str, An
     cls = model_resolver.lookup(config.model)
     accepted = {name for klass in cls.__mro__ for name in inspect.signature(klass.__init__).parameters}
     optional = {"scoring_fct_norm": config.norm, "relation_dim": config.relation_dim or config.dim, "paths": paths,
-                "path_margin": config.margin, "path_weight": config.path_weight}
+                "path_margin": config.path_margin or config.margin, "path_weight": config.path_weight}
     return {k: v for k, v in optional.items() if k in accepted}
 
 
@@ -175,18 +198,17 @@ def build_model(config: EmbeddingConfig, train: TriplesFactory, paths: PathSet |
 
 def evaluate(model: torch.nn.Module, scored: TriplesFactory, known: list[TriplesFactory], *,
              max_triples: int | None, batch_size: int, seed: int, progress: bool,
-             slice_size: int | None = None) -> dict[str, float]:
+             slice_size: int | None = None) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Filtered (realistic) MRR and Hits@1/3/10 over head and tail prediction of a seeded sample of ``scored``;
     every triple of ``known`` (all splits, the unsampled rest of ``scored`` included) is filtered, as in the
-    popularity baseline and the tuning study."""
+    popularity baseline and the tuning study. Returns the metrics, the per-triple ranks ``[n, 2]`` (head, tail)
+    and the sampled triples ``[n, 3]`` they belong to."""
     mapped = torch.as_tensor(sample_triples(scored.mapped_triples.numpy(), max_triples, seed))
-    evaluator = RankBasedEvaluator(filtered=True)
-    result = evaluator.evaluate(model, mapped, batch_size=batch_size, slice_size=slice_size, use_tqdm=progress,
-                                additional_filter_triples=[f.mapped_triples for f in known])
-    metrics = {"mrr": result.get_metric("both.realistic.inverse_harmonic_mean_rank"),
-               **{f"hits@{k}": result.get_metric(f"both.realistic.hits_at_{k}") for k in (1, 3, 10)}}
-    metrics["num_test_triples"] = len(mapped)
-    return {k: float(v) for k, v in metrics.items()}
+    evaluator = RankBasedEvaluator(filtered=True, clear_on_finalize=False)  # keep the ranks, in triple order
+    evaluator.evaluate(model, mapped, batch_size=batch_size, slice_size=slice_size, use_tqdm=progress,
+                       additional_filter_triples=[f.mapped_triples for f in known])
+    ranks = np.stack([np.concatenate(evaluator.ranks[side, "realistic"]) for side in ("head", "tail")], axis=1)
+    return rank_metrics(ranks), ranks, mapped.numpy()
 
 
 def eval_slice_size(config: EmbeddingConfig, num_entities: int) -> int | None:
@@ -235,7 +257,8 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
                         negative_sampler_kwargs={"num_negs_per_pos": config.num_negs_per_pos})
     run_only = {"out", "resume", "progress", "epochs", "device", "eval_max_triples", "eval_batch_size", "eval_memory_mb",
                 "checkpoint_every"}
-    fingerprint = f"{snapshot.checksum}:{config.model_dump_json(exclude=run_only)}"
+    unset_later = {name for name in LATER_FIELDS if getattr(config, name) is None}
+    fingerprint = f"{snapshot.checksum}:{config.model_dump_json(exclude=run_only | unset_later)}"
     start, losses, epoch_seconds = 0, [], []
     if config.resume and (restored := load_checkpoint(config.out / "checkpoint", model, loop.optimizer, fingerprint)):
         start, losses = restored["epoch"], restored["losses"]
@@ -261,17 +284,20 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
                                slice_size=eval_slice_size(config, snapshot.num_entities), seed=config.seed,
                                progress=config.progress)
                 for name, split in (("test", test), ("validation", valid))}
-    metrics = measured["test"]
+    metrics = measured["test"][0]
     known = np.concatenate([f.mapped_triples.numpy() for f in (train, valid, test)])
-    popularity = popularity_metrics(train.mapped_triples.numpy(), known, test.mapped_triples.numpy(),
-                                    snapshot.num_entities, snapshot.num_relations,
-                                    max_triples=config.eval_max_triples, seed=config.seed)
+    popularity = popularity_ranks(train.mapped_triples.numpy(), known, measured["test"][2], snapshot.num_entities,
+                                  snapshot.num_relations)
+    ranks = {"test": measured["test"][1], "validation": measured["validation"][1], "popularity_test": popularity,
+             "test_triples": measured["test"][2], "validation_triples": measured["validation"][2]}
     seconds_per_epoch = float(np.mean(epoch_seconds)) if epoch_seconds else None
-    log.info("%s: test MRR %.4f, Hits@10 %.4f (popularity baseline: MRR %.4f, Hits@10 %.4f); validation MRR %.4f; "
-             "%s s/epoch", config.model, metrics["mrr"], metrics["hits@10"], popularity["mrr"], popularity["hits@10"],
-             measured["validation"]["mrr"], f"{seconds_per_epoch:.1f}" if seconds_per_epoch is not None else "-")
     result = EmbeddingResult(config, metrics, seconds_per_epoch, path_seconds, path_stats, losses, config.out,
-                             popularity, measured["validation"])
+                             rank_metrics(popularity), measured["validation"][0], ranks)
+    log.info("%s: test MRR %.4f %s, Hits@10 %.4f (popularity baseline: MRR %.4f, Hits@10 %.4f; ratio %.2f %s); "
+             "validation MRR %.4f; %s s/epoch", config.model, metrics["mrr"], result.mrr_ci95, metrics["hits@10"],
+             result.popularity["mrr"], result.popularity["hits@10"], result.versus_popularity["mrr_ratio"],
+             result.versus_popularity["mrr_ratio_ci95"], result.validation_metrics["mrr"],
+             f"{seconds_per_epoch:.1f}" if seconds_per_epoch is not None else "-")
     export(model, snapshot, result, split_sizes=(train.num_triples, valid.num_triples, test.num_triples))
     return result
 
@@ -295,6 +321,7 @@ def export(model: torch.nn.Module, snapshot: Snapshot, result: EmbeddingResult,
         "num_relations": snapshot.num_relations, "split": dict(zip(("train", "valid", "test"), split_sizes)),
         "metrics": result.metrics, "popularity_metrics": result.popularity,
         "validation_metrics": result.validation_metrics,
+        "mrr_ci95": result.mrr_ci95, "versus_popularity": result.versus_popularity,
         "seconds_per_epoch": result.seconds_per_epoch,
         "path_seconds": result.path_seconds, "path_stats": result.path_stats,
         "config": json.loads(config.model_dump_json()),
@@ -305,6 +332,7 @@ def export(model: torch.nn.Module, snapshot: Snapshot, result: EmbeddingResult,
         save_file(tensors, str(tmp), metadata={"snapshot_checksum": snapshot.checksum, "model": config.model})
     atomic_write_text(out / "metadata.json", json.dumps(metadata, ensure_ascii=False, indent=2))
     atomic_write_text(out / "metrics.json", json.dumps(result.metrics, indent=2))
+    save_ranks(out, result.ranks)
 
 
 def _real(x: torch.Tensor) -> torch.Tensor:

@@ -25,12 +25,17 @@ def sample_triples(test: np.ndarray, max_triples: int | None, seed: int) -> np.n
     return test
 
 
-def popularity_metrics(train: np.ndarray, known: np.ndarray, test: np.ndarray, num_entities: int,
-                       num_relations: int, *, max_triples: int | None = None, seed: int = 42,
-                       chunk: int = 256) -> dict[str, float]:
-    """MRR and Hits@1/3/10 of the popularity scorer on ``test`` ([n, 3] h, r, t ids); ``known`` holds every true
-    triple (train + validation + test) for filtering."""
-    test = sample_triples(test, max_triples, seed)
+def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
+    """Both-sided MRR and Hits@1/3/10 of per-triple ``ranks [n, 2]`` (head, tail); ``num_test_triples`` = n."""
+    out = {"mrr": float(np.mean(1 / ranks)), **{f"hits@{k}": float(np.mean(ranks <= k)) for k in (1, 3, 10)}}
+    out["num_test_triples"] = len(ranks)
+    return out
+
+
+def popularity_ranks(train: np.ndarray, known: np.ndarray, test: np.ndarray, num_entities: int, num_relations: int,
+                     *, chunk: int = 256) -> np.ndarray:
+    """Filtered realistic ranks ``[n, 2]`` (head, tail) of the popularity scorer for every triple of ``test``
+    ([n, 3] h, r, t ids); ``known`` holds every true triple (train + validation + test) for filtering."""
     ones = np.ones(len(train))
     tails = sparse.csr_matrix((ones, (train[:, 1], train[:, 2])), shape=(num_relations, num_entities))
     heads = sparse.csr_matrix((ones, (train[:, 1], train[:, 0])), shape=(num_relations, num_entities))
@@ -39,8 +44,9 @@ def popularity_metrics(train: np.ndarray, known: np.ndarray, test: np.ndarray, n
     for h, r, t in known.tolist():
         true_tails[(h, r)].append(t)
         true_heads[(t, r)].append(h)
-    ranks: list[np.ndarray] = []
-    for side, counts, truth in (("tail", tails, true_tails), ("head", heads, true_heads)):
+    sides = []
+    for side, counts, truth in (("head", heads, true_heads), ("tail", tails, true_tails)):
+        ranks = []
         for start in range(0, len(test), chunk):
             block = test[start:start + chunk]
             scores = counts[block[:, 1]].toarray()  # [b, E]
@@ -52,7 +58,12 @@ def popularity_metrics(train: np.ndarray, known: np.ndarray, test: np.ndarray, n
             optimistic = 1 + (scores > own[:, None]).sum(1)
             pessimistic = optimistic + (scores == own[:, None]).sum(1)  # the target itself was set to -inf
             ranks.append((optimistic + pessimistic) / 2)
-    rank = np.concatenate(ranks)
-    out = {"mrr": float(np.mean(1 / rank)), **{f"hits@{k}": float(np.mean(rank <= k)) for k in (1, 3, 10)}}
-    out["num_test_triples"] = len(test)
-    return out
+        sides.append(np.concatenate(ranks) if ranks else np.zeros(0))
+    return np.stack(sides, axis=1)
+
+
+def popularity_metrics(train: np.ndarray, known: np.ndarray, test: np.ndarray, num_entities: int,
+                       num_relations: int, *, max_triples: int | None = None, seed: int = 42) -> dict[str, float]:
+    """MRR and Hits@1/3/10 of the popularity scorer on the seeded sample of ``test`` that models are scored on."""
+    test = sample_triples(test, max_triples, seed)
+    return rank_metrics(popularity_ranks(train, known, test, num_entities, num_relations))

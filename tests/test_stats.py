@@ -1,0 +1,30 @@
+"""Bootstrap confidence intervals (kgutil.stats)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kgutil.stats import bootstrap_ci, ratio_ci
+
+
+def test_bootstrap_ci_brackets_the_mean_and_narrows_with_n() -> None:
+    rng = np.random.default_rng(1)
+    small, large = rng.normal(1.0, 1.0, 50), rng.normal(1.0, 1.0, 2000)
+    lo_s, hi_s = bootstrap_ci(small, 2000)
+    lo_l, hi_l = bootstrap_ci(large, 2000)
+    assert lo_s < small.mean() < hi_s and lo_l < large.mean() < hi_l
+    assert (hi_l - lo_l) < 0.3 * (hi_s - lo_s)
+    assert (hi_l - lo_l) == pytest.approx(2 * 1.96 / np.sqrt(2000), rel=0.15)  # ≈ the normal-theory width
+
+
+def test_ratio_ci_resamples_pairs_together() -> None:
+    rng = np.random.default_rng(2)
+    b = rng.uniform(0.1, 1.0, 400)
+    assert ratio_ci(3 * b, b, 1000) == pytest.approx((3.0, 3.0))  # paired: every resample's ratio is 3
+    a = b + rng.normal(0, 0.3, 400)
+    low, high = ratio_ci(a, b, 4000)
+    # the delta method's interval for mean(a)/mean(b): ±1.96·sd(a − ρb)/(√n·mean(b))
+    rho = a.mean() / b.mean()
+    half = 1.96 * np.std(a - rho * b) / (np.sqrt(len(a)) * b.mean())
+    assert low < rho < high and (high - low) == pytest.approx(2 * half, rel=0.15)
