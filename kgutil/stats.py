@@ -29,8 +29,9 @@ def bootstrap_ci(values: np.ndarray, rounds: int = 10_000, seed: int = 0) -> tup
     return _interval(_resampled_means(np.asarray(values, dtype=float)[:, None], rounds, seed)[:, 0])
 
 
-def ratio_ci(numerator: np.ndarray, denominator: np.ndarray, rounds: int = 10_000, seed: int = 0
-             ) -> tuple[float, float]:
-    """95% CI of mean(numerator) / mean(denominator), the two aligned per item (resampled together)."""
-    means = _resampled_means(np.stack([numerator, denominator], axis=1).astype(float), rounds, seed)
-    return _interval(means[:, 0] / means[:, 1])
+def paired_ci(a: np.ndarray, b: np.ndarray, rounds: int = 10_000, seed: int = 0
+              ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """95% CIs of mean(a) − mean(b) and of mean(a) / mean(b), ``a`` and ``b`` aligned per item (resampled together,
+    one draw for both; the first equals ``bootstrap_ci(a − b)`` with the same seed)."""
+    means = _resampled_means(np.stack([a, b], axis=1).astype(float), rounds, seed)
+    return _interval(means[:, 0] - means[:, 1]), _interval(means[:, 0] / means[:, 1])

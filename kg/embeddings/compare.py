@@ -19,7 +19,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from kgutil.io import atomic_path
-from kgutil.stats import bootstrap_ci, ratio_ci
+from kgutil.stats import bootstrap_ci, paired_ci
 
 RANKS_FILE = "ranks.safetensors"
 
@@ -40,12 +40,12 @@ def paired(ranks_a: np.ndarray, ranks_b: np.ndarray, rounds: int = 10_000, seed:
     if ranks_a.shape != ranks_b.shape:
         raise ValueError(f"rank arrays differ in shape: {ranks_a.shape} vs {ranks_b.shape}")
     a, b = reciprocal_ranks(ranks_a), reciprocal_ranks(ranks_b)
-    low, high = bootstrap_ci(a - b, rounds, seed)
+    (low, high), ratio = paired_ci(a, b, rounds, seed)
     return {"mrr": round(float(a.mean()), 4), "other_mrr": round(float(b.mean()), 4),
             "mrr_diff": round(float((a - b).mean()), 4), "mrr_diff_ci95": [round(low, 4), round(high, 4)],
             "ci_excludes_zero": bool(low > 0 or high < 0),
             "mrr_ratio": round(float(a.mean() / b.mean()), 3),
-            "mrr_ratio_ci95": [round(x, 3) for x in ratio_ci(a, b, rounds, seed)], "num_triples": len(a)}
+            "mrr_ratio_ci95": [round(x, 3) for x in ratio], "num_triples": len(a)}
 
 
 def save_ranks(out: Path, arrays: dict[str, np.ndarray]) -> None:
