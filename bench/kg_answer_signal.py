@@ -11,7 +11,12 @@ Each scorer ranks the candidates of a question:
               (TransE: −‖e_q + r − e_c‖; RotatE: −‖e_q ∘ r − e_c‖; ``KGEmbeddings.fit_scores``);
   NAME:named_relation — the same over the relations whose name appears in the question (症状, 并发症, …), all
               relations when none does: the ranking behind CMedBERT's KG-score feature (``fusion.entities``);
-  NAME:cosine — max over q ∈ Q of cos(e_q, e_c).
+  NAME:cosine — max over q ∈ Q of cos(e_q, e_c);
+  with ``--paths``, the training graph's path evidence (``kg.embeddings.path_scoring``, rules fitted on every
+  triple of the KG): paths:named_relation — max over q ∈ Q, the named relations r and both directions of
+              Σ_p Pr(r | p)·R(p | q, c) (0 when the question names no relation);
+  NAME:named_relation+paths — NAME:named_relation + β·paths:named_relation, β the one the export's path-aware
+              scoring chose on KG validation (``--path-aware``; nothing is tuned on the questions).
 Per question: precision at 1, p@1 = |hits ∩ top| / |top| (``top``: the candidates tied at the best score), and
 AUC = P(score(hit) > score(miss)) with ties ½ (questions with hits and misses). Means with 95% bootstrap CIs over
 questions, each scorer's paired difference from ``random`` and, with several vector sets, each set's paired
@@ -29,6 +34,7 @@ from tqdm import tqdm
 
 from bench.common import SHARED, write_result
 from kg.embeddings.export import KGEmbeddings
+from kg.embeddings.path_scoring import PathRules
 from kg.snapshot import Snapshot
 from kgutil.cli import setup_logging
 from kgutil.stats import bootstrap_ci
@@ -65,6 +71,17 @@ def cosine_scores(emb: KGEmbeddings, question: np.ndarray, cands: np.ndarray) ->
     return (q @ c.T).max(axis=0)
 
 
+def path_scores(rules: PathRules, question: np.ndarray, cands: np.ndarray, named: np.ndarray) -> np.ndarray:
+    """max over q ∈ ``question``, r ∈ ``named`` and both directions (q as head: query r; q as tail: query r⁻¹) of
+    the path evidence for each candidate (``[C]``; zeros when ``named`` is empty)."""
+    if not len(named):
+        return np.zeros(len(cands))
+    num_relations = rules.graph.num_steps // 2
+    anchors = np.repeat(question, 2 * len(named))
+    queries = np.tile(np.concatenate([named, named + num_relations]), len(question))
+    return rules.bonus(anchors, queries)[:, cands].toarray().max(axis=0)
+
+
 def precision_at_1(scores: np.ndarray, hits: np.ndarray) -> float:
     top = scores == scores.max()
     return float(hits[top].mean())
@@ -91,12 +108,16 @@ def summary(values: list[float], reference: list[float], first: tuple[str, list[
 
 
 def summaries(values: dict[str, list[float]], vectors: dict[str, KGEmbeddings]) -> dict[str, dict[str, Any]]:
-    """``summary`` of every scorer; a vector scorer NAME:KIND also against FIRST:KIND (the first vector set)."""
+    """``summary`` of every scorer; a vector scorer NAME:KIND also against FIRST:KIND (the first vector set), and
+    NAME:named_relation+paths against NAME:named_relation (what the paths add)."""
     first = next(iter(vectors), None)
     out = {}
     for scorer, v in values.items():
         name, _, kind = scorer.partition(":")
         other = (first, values[f"{first}:{kind}"]) if kind and name != first else None
+        if kind.endswith("+paths"):
+            base = f"{name}:named_relation"
+            other = (base, values[base])
         out[scorer] = summary(v, values["random"], other)
     return out
 
@@ -108,6 +129,7 @@ def main() -> None:
     p.add_argument("--embeddings", nargs="*", default=[], metavar="NAME=DIR", help="exported entity vectors")
     p.add_argument("--data", type=Path, default=SHARED / "data/cmedmrc/dev.json")
     p.add_argument("--overlap", action="store_true", help="link by the overlap rule too (default: exact links)")
+    p.add_argument("--paths", action="store_true", help="also score by path evidence (paths:named_relation)")
     args = p.parse_args()
     setup_logging("WARNING")
     snapshot = Snapshot.load(args.kg)
@@ -121,8 +143,11 @@ def main() -> None:
     context_links = dict(zip(contexts, linker.link_many(contexts)))
     question_links = linker.link_many([e.question for e in examples])
 
-    scorers = ["random", "popularity", "neighbour",
-               *(f"{n}:{kind}" for n in vectors for kind in KINDS)]
+    rules = PathRules.fit(snapshot.triples, snapshot.num_entities, snapshot.num_relations) if args.paths else None
+    betas = {n: (e.metadata.get("path_aware") or {}).get("beta") for n, e in vectors.items()} if rules else {}
+    scorers = ["random", "popularity", "neighbour", *(f"{n}:{kind}" for n in vectors for kind in KINDS),
+               *(["paths:named_relation"] if rules else []),
+               *(f"{n}:named_relation+paths" for n, beta in betas.items() if beta is not None)]
     p1: dict[str, list[float]] = {s: [] for s in scorers}
     aucs: dict[str, list[float]] = {s: [] for s in scorers}
     counts = {"questions": len(examples), "with_question_entity": 0, "with_candidates": 0, "with_hit_and_miss": 0,
@@ -143,6 +168,12 @@ def main() -> None:
             scores[f"{name}:named_relation"] = emb.fit_scores(question, cands, named) if len(named) \
                 else scores[f"{name}:fit"]  # a question that names no relation: all relations, as above
             scores[f"{name}:cosine"] = cosine_scores(emb, question, cands)
+        if rules is not None:
+            scores["paths:named_relation"] = path_scores(rules, question, cands, named)
+            for name, beta in betas.items():
+                if beta is not None:
+                    scores[f"{name}:named_relation+paths"] = (scores[f"{name}:named_relation"]
+                                                              + beta * scores["paths:named_relation"])
         both = bool(hits.any() and not hits.all())
         counts["with_hit_and_miss"] += both
         for s in scorers:
@@ -151,7 +182,8 @@ def main() -> None:
                 aucs[s].append(auc(scores[s], hits))
     figures = {"kg": str(args.kg), "links": "exact+overlap" if args.overlap else "exact", **counts,
                "embeddings": {n: {"model": e.metadata["model"], "test_mrr": e.metadata["metrics"]["mrr"],
-                                  "validation_mrr": (e.metadata.get("validation_metrics") or {}).get("mrr")}
+                                  "validation_mrr": (e.metadata.get("validation_metrics") or {}).get("mrr"),
+                                  "path_aware_beta": betas.get(n)}
                               for n, e in vectors.items()},
                "p_at_1": summaries(p1, vectors), "auc": summaries(aucs, vectors)}
     write_result("kg_answer_signal", figures)

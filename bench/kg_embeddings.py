@@ -15,6 +15,7 @@ extraction and PTransE training under 4 GB on xywy, under 12 GB on CMeKG.
   python bench/kg_embeddings.py --models transe ptranse --model-config transe_nssa=configs/emb/transe_nssa.yaml
   python bench/kg_embeddings.py --snapshot CMEKG/snapshot --models --name kg_embeddings_cmekg --set batch_size=4096 \
       --model-config transe_nssa=configs/emb/transe_nssa.yaml ptranse_nssa=configs/emb/ptranse_nssa.yaml
+  python bench/kg_embeddings.py … --set path_aware=true     # also each model's path-aware scoring (β on validation)
 
 ``--model-config NAME=FILE`` adds a model trained with a train_kg_embeddings.py config of its own (e.g. a tuned
 ``best.yaml``; its dimension and epochs, not ``--dim``/``--epochs``). ``--set KEY=VALUE`` overrides a setting of
@@ -80,6 +81,15 @@ def worker() -> None:
                "mrr_ci95": result.mrr_ci95, "popularity_ratio": result.versus_popularity["mrr_ratio"],
                "popularity_ratio_ci95": result.versus_popularity["mrr_ratio_ci95"],
                "popularity": {k: round(v, 4) for k, v in (result.popularity or {}).items()}}
+    if result.path_aware:
+        pa = result.path_aware
+        figures["path_aware"] = {"beta": pa["beta"], "mrr": round(pa["metrics"]["mrr"], 4),
+                                 "hits@10": round(pa["metrics"]["hits@10"], 4), "mrr_ci95": pa["mrr_ci95"],
+                                 "validation_mrr": round(pa["validation_metrics"]["mrr"], 4),
+                                 "minus_model_mrr": pa["versus_model"]["mrr_diff"],
+                                 "minus_model_mrr_ci95": pa["versus_model"]["mrr_diff_ci95"],
+                                 "popularity_ratio": pa["versus_popularity"]["mrr_ratio"],
+                                 "popularity_ratio_ci95": pa["versus_popularity"]["mrr_ratio_ci95"]}
     if result.config.model == "ptranse":
         figures.update(path_seconds=round(result.path_seconds, 1),
                        path_stats={k: round(v, 4) for k, v in result.path_stats.items()})
@@ -88,14 +98,21 @@ def worker() -> None:
 
 def ptranse_vs_transe(results: dict[str, dict], exports: Path) -> dict[str, dict]:
     """Each PTransE run against the TransE run of the same settings (ptranse, ptranse3 → transe; ptranse_X →
-    transe_X): epoch-time ratio and the paired MRR difference on the same test triples, with its 95% CI."""
+    transe_X): epoch-time ratio and the paired MRR difference on the same test triples, with its 95% CI; with
+    path-aware scoring also PTransE's path-aware scoring against TransE alone."""
     pairs = {name: re.sub(r"^ptranse\d*", "transe", name) for name in results if name.startswith("ptranse")}
     pairs = {p: t for p, t in pairs.items() if t in results}
     versus = {p: compare_exports(exports / t, exports / p) for p, t in pairs.items()}
-    return {"ptranse_epoch_ratio": {p: round(results[p]["seconds_per_epoch"] / results[t]["seconds_per_epoch"], 2)
-                                    for p, t in pairs.items()},
-            "ptranse_minus_transe_mrr": {p: v["mrr_diff"] for p, v in versus.items()},
-            "ptranse_minus_transe_mrr_ci95": {p: v["mrr_diff_ci95"] for p, v in versus.items()}}
+    figures = {"ptranse_epoch_ratio": {p: round(results[p]["seconds_per_epoch"] / results[t]["seconds_per_epoch"], 2)
+                                       for p, t in pairs.items()},
+               "ptranse_minus_transe_mrr": {p: v["mrr_diff"] for p, v in versus.items()},
+               "ptranse_minus_transe_mrr_ci95": {p: v["mrr_diff_ci95"] for p, v in versus.items()}}
+    aware = {p: compare_exports(exports / t, exports / p, path_aware=True) for p, t in pairs.items()
+             if "path_aware" in results[p]}
+    if aware:
+        figures["ptranse_path_aware_minus_transe_mrr"] = {p: v["mrr_diff"] for p, v in aware.items()}
+        figures["ptranse_path_aware_minus_transe_mrr_ci95"] = {p: v["mrr_diff_ci95"] for p, v in aware.items()}
+    return figures
 
 
 def main() -> None:

@@ -4,6 +4,10 @@ r"""Compare KG-embedding exports on the same test triples: paired MRR difference
 Examples:
   python scripts/compare_embeddings.py --reference emb/transe --others emb/ptranse emb/rotate
   python scripts/compare_embeddings.py --reference emb/transe --others emb/ptranse --split validation --out cmp.json
+  # the others' path-aware scoring (train_kg_embeddings.py --path-aware) against the reference model alone, and
+  # path-aware against path-aware:
+  python scripts/compare_embeddings.py --reference emb/transe --others emb/ptranse --path-aware
+  python scripts/compare_embeddings.py --reference emb/transe --others emb/ptranse --path-aware --reference-path-aware
 
 Each export keeps its per-triple filtered ranks (train_kg_embeddings.py writes OUT/ranks.safetensors); with
 rr = (1/rank_head + 1/rank_tail) / 2 per triple, every other export is compared with the reference by
@@ -38,6 +42,9 @@ class CompareConfig(BaseModel):
     reference: Path = Field(description="the export every other is compared with")
     others: list[Path] = Field(min_length=1, description="exports to compare with the reference")
     split: Literal["test", "validation"] = Field("test", description="whose scored triples to compare on")
+    path_aware: bool = Field(False, description="compare the others' path-aware ranks (train_kg_embeddings.py "
+                             "--path-aware), not their models' alone")
+    reference_path_aware: bool = Field(False, description="the reference's path-aware ranks, not its model's alone")
     rounds: int = Field(10_000, ge=100, description="bootstrap resamples")
     seed: int = 0
     out: Path | None = Field(None, description="also write the comparison as JSON here")
@@ -45,7 +52,8 @@ class CompareConfig(BaseModel):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_field_args(p, CompareConfig, ["reference", "others", "split", "rounds", "seed", "out"])
+    add_field_args(p, CompareConfig, ["reference", "others", "split", "path_aware", "reference_path_aware", "rounds",
+                                          "seed", "out"])
     add_common_args(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
@@ -56,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
                    "reference_versus_popularity": paired(reference["test"], reference["popularity_test"],
                                                          config.rounds, config.seed)
                    if config.split == "test" and "popularity_test" in reference else None,
-                   "others": {str(o): compare_exports(config.reference, o, config.split, config.rounds, config.seed)
+                   "path_aware": config.path_aware, "reference_path_aware": config.reference_path_aware,
+                   "others": {str(o): compare_exports(config.reference, o, config.split, config.rounds, config.seed,
+                                                      path_aware=config.path_aware,
+                                                      reference_path_aware=config.reference_path_aware)
                               for o in config.others}}
     except (ConfigError, FileNotFoundError, ValueError) as err:
         log.error("%s", err)

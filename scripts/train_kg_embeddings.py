@@ -9,6 +9,9 @@ Examples:
   # 1-N scoring (every (h, r) against all entities, inverse relations for heads) with cross-entropy:
   python scripts/train_kg_embeddings.py --kg kg_store/snapshot --model complex --training-loop lcwa \
       --loss crossentropy --label-smoothing 0.1 --out emb/complex_1n
+  # also path-aware scoring (the model plus the training graph's path evidence, β chosen on validation):
+  python scripts/train_kg_embeddings.py --config configs/emb/ptranse_nssa.yaml --kg kg_store/snapshot --path-aware \
+      --out emb/ptranse_nssa
 
 OUT holds the export (test metrics beside the popularity baseline's, and validation metrics: compare exports by
 those; per-triple ranks for paired comparisons: scripts/compare_embeddings.py) and a checkpoint per epoch: the same command resumes, and once every epoch is done it only evaluates and
@@ -35,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", dest=FLAG_PREFIX + "model", choices=model_names(), metavar="MODEL",
                    help="any PyKEEN model (transe, transr, rotate, complex, distmult, …) or ptranse")
     add_field_args(p, EmbeddingConfig, ["kg", "out", "training_loop", "loss", "label_smoothing", "dim", "epochs",
-                                        "batch_size", "lr", "seed", "device", "eval_max_triples", "resume",
-                                        "progress"])
+                                        "batch_size", "lr", "seed", "device", "eval_max_triples", "path_aware",
+                                        "resume", "progress"])
     add_common_args(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
@@ -48,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(json.dumps({"model": config.model, "metrics": result.metrics, "mrr_ci95": result.mrr_ci95,
                       "versus_popularity": result.versus_popularity, "validation_metrics": result.validation_metrics,
-                      "seconds_per_epoch": result.seconds_per_epoch, "out": str(result.out)}, indent=2))
+                      "path_aware": result.path_aware, "seconds_per_epoch": result.seconds_per_epoch,
+                      "out": str(result.out)}, indent=2))
     return 0
 
 

@@ -115,10 +115,14 @@ def test_train_export_round_trip_and_resume(sample_snapshot: Path, tmp_path: Pat
     resumed = train_embeddings(config.model_copy(update={"epochs": 2}))
     assert len(resumed.losses) == 2 and resumed.losses[0] == first.losses[0]
     # evaluation with entity slicing (large KGs: batch × entities × dim floats must fit eval_memory_mb) is exact
-    sliced = config.model_copy(update={"epochs": 2, "eval_batch_size": 4096, "eval_memory_mb": 16})
+    # (and path-aware scoring, an evaluation setting: the checkpoint still matches)
+    sliced = config.model_copy(update={"epochs": 2, "eval_batch_size": 4096, "eval_memory_mb": 16,
+                                       "path_aware": True, "path_aware_betas": [0.0, 1.0]})
     assert eval_slice_size(sliced, snap.num_entities) < snap.num_entities
     restored = train_embeddings(sliced)  # every epoch restored from the checkpoint: evaluation and export only
     assert restored.metrics == pytest.approx(resumed.metrics) and restored.losses == resumed.losses
+    # β = 0 is the model alone: its validation MRR, whatever the model (inverse-relation lcwa models included)
+    assert restored.path_aware["validation_mrr"][0] == pytest.approx(restored.validation_metrics["mrr"], abs=1e-4)
     assert restored.seconds_per_epoch == pytest.approx(resumed.seconds_per_epoch)  # the timings travel too
     emb = KGEmbeddings.load(tmp_path / model, snapshot_checksum=snap.checksum)
     width = 32 if model in ("rotate", "complex") else 16  # complex vectors are exported as [re; im]
@@ -132,6 +136,7 @@ def test_train_export_round_trip_and_resume(sample_snapshot: Path, tmp_path: Pat
     ranks = load_ranks(tmp_path / model)  # per-triple ranks: paired comparisons between exports
     assert ranks["test"].shape == (len(ranks["test_triples"]), 2) == ranks["popularity_test"].shape
     assert rank_metrics(ranks["test"])["mrr"] == pytest.approx(emb.metadata["metrics"]["mrr"])
+    assert rank_metrics(ranks["test_path_aware"])["mrr"] == pytest.approx(emb.metadata["path_aware"]["metrics"]["mrr"])
     assert emb.relation.shape[0] == snap.num_relations  # lcwa: the forward relations, not their inverses
     if model == "transr":
         tensors = load_file(str(tmp_path / model / "embeddings.safetensors"))
@@ -218,6 +223,11 @@ def test_paired_comparison_by_hand(tmp_path: Path) -> None:
     for name, ranks, scored in (("a", a, triples), ("b", b, triples), ("c", b, triples[::-1])):
         save_ranks(tmp_path / name, {"test": ranks, "test_triples": scored})
     assert compare_exports(tmp_path / "b", tmp_path / "a", rounds=500)["mrr_diff"] == 0.375
+    save_ranks(tmp_path / "d", {"test": b, "test_path_aware": a, "test_triples": triples})  # path-aware ranks
+    assert compare_exports(tmp_path / "b", tmp_path / "d", rounds=500, path_aware=True)["mrr_diff"] == 0.375
+    assert compare_exports(tmp_path / "d", tmp_path / "b", rounds=500, reference_path_aware=True)["mrr_diff"] == -0.375
+    with pytest.raises(ValueError, match="no path-aware ranks"):
+        compare_exports(tmp_path / "b", tmp_path / "a", path_aware=True)
     with pytest.raises(ValueError, match="different test triples"):
         compare_exports(tmp_path / "a", tmp_path / "c")
     with pytest.raises(FileNotFoundError, match="no per-triple ranks"):

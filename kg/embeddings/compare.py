@@ -63,11 +63,22 @@ def load_ranks(export: Path) -> dict[str, np.ndarray]:
     return load_file(str(path))
 
 
-def compare_exports(reference: Path, other: Path, split: str = "test", rounds: int = 10_000, seed: int = 0
-                    ) -> dict[str, object]:
-    """``other`` against ``reference`` on ``split``; refuses exports scored on different triples."""
+def compare_exports(reference: Path, other: Path, split: str = "test", rounds: int = 10_000, seed: int = 0,
+                    *, path_aware: bool = False, reference_path_aware: bool = False) -> dict[str, object]:
+    """``other`` against ``reference`` on ``split``; ``path_aware`` / ``reference_path_aware`` read that export's
+    path-aware ranks (``{split}_path_aware``, :mod:`kg.embeddings.path_scoring`) instead of the model's alone.
+    Refuses exports scored on different triples."""
     ref, oth = load_ranks(reference), load_ranks(other)
     if not np.array_equal(ref[f"{split}_triples"], oth[f"{split}_triples"]):
         raise ValueError(f"{reference} and {other} were scored on different {split} triples (another snapshot, "
                          f"split seed or sample size): a paired comparison needs the same ones")
-    return paired(oth[split], ref[split], rounds, seed)
+    return paired(_ranks_of(other, oth, split, path_aware), _ranks_of(reference, ref, split, reference_path_aware),
+                  rounds, seed)
+
+
+def _ranks_of(export: Path, ranks: dict[str, np.ndarray], split: str, path_aware: bool) -> np.ndarray:
+    key = f"{split}_path_aware" if path_aware else split
+    if key not in ranks:
+        raise ValueError(f"{export} has no path-aware ranks: re-run its train_kg_embeddings.py command with "
+                         f"--path-aware")
+    return ranks[key]

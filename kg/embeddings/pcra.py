@@ -60,7 +60,7 @@ def _expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return owner, np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
-def _rows(start: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def run_rows(start: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(owner i, row) for every row of the runs start[i] .. start[i] + count[i] - 1."""
     owner, offset = _expand(count)
     return owner, start[owner] + offset
@@ -105,12 +105,12 @@ class StepGraph:
 
     def neighbours(self, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(owner i, m) for every neighbour m of nodes[i]."""
-        owner, row = _rows(self.neighbour_ptr[nodes], self.degree[nodes])
+        owner, row = run_rows(self.neighbour_ptr[nodes], self.degree[nodes])
         return owner, self.linked[row] % self.num_entities
 
     def edges(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(owner i, edge row) for every step edge a[i] → b[i]."""
-        return _rows(*_ranges(self.key, a * self.num_entities + b))
+        return run_rows(*_ranges(self.key, a * self.num_entities + b))
 
     def middles(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(owner i, m) for every m ∈ N(a[i]) ∩ N(b[i]), enumerated from the lower-degree end."""
@@ -137,7 +137,7 @@ class StepGraph:
     def edges_from(self, nodes: np.ndarray, min_prob: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """(owner i, edge row) for every step edge out of nodes[i] with P ≥ ``min_prob`` (rows sort by source)."""
         start = np.searchsorted(self.key, nodes * self.num_entities)
-        owner, row = _rows(start, np.searchsorted(self.key, (nodes + 1) * self.num_entities) - start)
+        owner, row = run_rows(start, np.searchsorted(self.key, (nodes + 1) * self.num_entities) - start)
         strong = self.prob[row] >= min_prob
         return owner[strong], row[strong]
 
@@ -162,12 +162,12 @@ class StepGraph:
         start, count = _ranges(reach_key // e, np.arange(len(sources)))
         by_reach = count[source_of] <= self.degree[b]
         # side 1: every walk in the reach of a[i], then its edges into b[i]
-        query, walk = _rows(start[source_of], np.where(by_reach, count[source_of], 0))
+        query, walk = run_rows(start[source_of], np.where(by_reach, count[source_of], 0))
         # side 2: every neighbour m of b[i], then the walks that reach m from a[i]
         by_neighbour = np.flatnonzero(~by_reach)
         near, m = self.neighbours(b[by_neighbour])
         near = by_neighbour[near]
-        owner, reached = _rows(*_ranges(reach_key, source_of[near] * e + m))
+        owner, reached = run_rows(*_ranges(reach_key, source_of[near] * e + m))
         query, walk = np.concatenate([query, near[owner]]), np.concatenate([walk, reached])
         ends, last = self.edges(self.key[second[walk]] % e, b[query])
         query, walk = query[ends], walk[ends]
@@ -193,25 +193,33 @@ def extract_paths(
     A triple's own edge (its relation walked forward) is not a path of itself. Paths with R(p|h,t) <
     ``threshold`` are dropped and the ``max_paths`` most reliable ones kept per triple.
     """
-    if max_length not in (1, 2, 3):
-        raise ValueError("max_length must be 1, 2 or 3")
     triples = np.asarray(triples, dtype=np.int64)
     graph = StepGraph.build(triples, num_entities, num_relations)
-    s = graph.num_steps
     pair_keys = np.unique(triples[:, 0] * num_entities + triples[:, 2])
     heads, tails = np.divmod(pair_keys, num_entities)
-    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (pair index, steps [n, L], reliability)
+    found = pair_paths(graph, heads, tails, max_length=max_length, threshold=threshold, block=block,
+                       progress=progress)
+    return _per_triple(triples, num_entities, pair_keys, found, max_length, max_paths)
 
+
+def pair_paths(graph: StepGraph, heads: np.ndarray, tails: np.ndarray, *, max_length: int = 2,
+               threshold: float = 0.01, block: int = 2_000_000, progress: bool = True
+               ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every path of length 1..``max_length`` from heads[i] to tails[i] with R(p | h, t) ≥ ``threshold``, as
+    chunks (pair index i, steps [n, length of the chunk's paths], reliability)."""
+    if max_length not in (1, 2, 3):
+        raise ValueError("max_length must be 1, 2 or 3")
+    s = graph.num_steps
     owner, edge = graph.edges(heads, tails)  # length 1: every step edge of the pair
     hit = graph.prob[edge] >= threshold
-    found.append((owner[hit], graph.step[edge[hit]][:, None], graph.prob[edge[hit]]))
+    found = [(owner[hit], graph.step[edge[hit]][:, None], graph.prob[edge[hit]])]
     if max_length >= 2:
         # blocks of ≈ ``block`` candidate middle nodes; 16× smaller with three steps, where each pair also meets
         # the two-step reach of its head (CMeKG: 1.3 GB peak)
         per_block = max(1, block // 16 if max_length == 3 else block)
         candidates = np.cumsum(np.minimum(graph.degree[heads], graph.degree[tails]))
         cuts = np.flatnonzero(np.diff(candidates // per_block)) + 1
-        for lo, hi in tqdm(list(zip(np.r_[0, cuts], np.r_[cuts, len(pair_keys)])), desc="PCRA paths",
+        for lo, hi in tqdm(list(zip(np.r_[0, cuts], np.r_[cuts, len(heads)])), desc="PCRA paths",
                            unit="block", disable=not progress):
             code, value = graph.two_steps(heads[lo:hi], tails[lo:hi], threshold)
             pair, s1, s2 = np.unravel_index(code, (hi - lo, s, s))
@@ -220,7 +228,7 @@ def extract_paths(
                 code, value = graph.three_steps(heads[lo:hi], tails[lo:hi], threshold)
                 pair, s1, s2, s3 = np.unravel_index(code, (hi - lo, s, s, s))
                 found.append((lo + pair, np.stack([s1, s2, s3], axis=1), value))
-    return _per_triple(triples, num_entities, pair_keys, found, max_length, max_paths)
+    return found
 
 
 def _per_triple(triples: np.ndarray, num_entities: int, pair_keys: np.ndarray,

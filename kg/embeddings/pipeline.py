@@ -35,6 +35,7 @@ from kgutil.device import resolve_device
 from kgutil.checkpoint import load_checkpoint, save_checkpoint
 from kgutil.io import atomic_path, atomic_write_text
 from kg.embeddings.pcra import PathSet, extract_paths
+from kg.embeddings.path_scoring import PathRules, evaluate_path_aware
 from kg.embeddings.compare import mrr_ci, paired, save_ranks
 from kg.embeddings.popularity import popularity_ranks, rank_metrics, sample_triples
 from kg.embeddings.ptranse import PTransE, PTransETrainingLoop
@@ -87,6 +88,12 @@ class EmbeddingConfig(BaseModel):
         None, gt=0, description="γ_path of the path hinge [γ_path + E(p, r) − E(p, r′)]₊ (default: margin). With "
         "nssa, margin is the distance offset of log σ(γ − d), not a separation, and a path margin equal to it "
         "can demand more than the triple loss does")
+    # path-aware scoring at test time (kg.embeddings.path_scoring)
+    path_aware: bool = Field(
+        False, description="also score G = f + β·Σ_p Pr(r|p)·R(p|h,t) (the model plus the evidence of the training "
+        "graph's paths of up to path_max_length steps, R ≥ path_threshold), β chosen on validation MRR")
+    path_aware_betas: list[float] = Field([0, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64], min_length=1,
+                                          description="the β grid of path-aware scoring (0: the model alone)")
     # evaluation
     eval_max_triples: int | None = Field(None, description="evaluate on this many test triples (seeded sample)")
     eval_batch_size: int = 256
@@ -134,6 +141,7 @@ class EmbeddingResult:
     popularity: dict[str, float] | None = None  # the calibration baseline on the same test triples
     validation_metrics: dict[str, float] | None = None  # the same measures on validation: what choices read
     ranks: dict[str, np.ndarray] = field(default_factory=dict)  # per-triple ranks (kg.embeddings.compare)
+    path_aware: dict[str, object] | None = None  # path-aware scoring's figures (kg.embeddings.path_scoring)
 
     @cached_property
     def mrr_ci95(self) -> list[float]:
@@ -256,7 +264,7 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
         loop = loop_cls(model=model, triples_factory=trained_on, optimizer=optimizer, negative_sampler="basic",
                         negative_sampler_kwargs={"num_negs_per_pos": config.num_negs_per_pos})
     run_only = {"out", "resume", "progress", "epochs", "device", "eval_max_triples", "eval_batch_size", "eval_memory_mb",
-                "checkpoint_every"}
+                "checkpoint_every", "path_aware", "path_aware_betas"}
     unset_later = {name for name in LATER_FIELDS if getattr(config, name) is None}
     fingerprint = f"{snapshot.checksum}:{config.model_dump_json(exclude=run_only | unset_later)}"
     start, losses, epoch_seconds = 0, [], []
@@ -279,9 +287,9 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
         if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
             save_checkpoint(config.out / "checkpoint", model, loop.optimizer, fingerprint,
                             {"epoch": epoch, "losses": losses, "epoch_seconds": epoch_seconds})
+    slice_size = eval_slice_size(config, snapshot.num_entities)
     measured = {name: evaluate(model, split, [train, valid, test], max_triples=config.eval_max_triples,
-                               batch_size=config.eval_batch_size,
-                               slice_size=eval_slice_size(config, snapshot.num_entities), seed=config.seed,
+                               batch_size=config.eval_batch_size, slice_size=slice_size, seed=config.seed,
                                progress=config.progress)
                 for name, split in (("test", test), ("validation", valid))}
     metrics = measured["test"][0]
@@ -290,9 +298,22 @@ def train_embeddings(config: EmbeddingConfig) -> EmbeddingResult:
                                   snapshot.num_relations)
     ranks = {"test": measured["test"][1], "validation": measured["validation"][1], "popularity_test": popularity,
              "test_triples": measured["test"][2], "validation_triples": measured["validation"][2]}
+    path_aware = None
+    if config.path_aware:
+        rules = PathRules.fit(train.mapped_triples.numpy(), snapshot.num_entities, snapshot.num_relations,
+                              max_length=config.path_max_length, threshold=config.path_threshold,
+                              progress=config.progress)
+        path_aware, path_ranks = evaluate_path_aware(
+            model, rules, {name: measured[name][2] for name in measured}, ranks, known, config.path_aware_betas,
+            batch_size=config.eval_batch_size, slice_size=slice_size, progress=config.progress)
+        ranks.update(path_ranks)
+        log.info("path-aware scoring: β %s by validation MRR (%s); test MRR %.4f %s, Δ vs the model alone %+.4f %s",
+                 path_aware["beta"], path_aware["validation_mrr"], path_aware["metrics"]["mrr"],
+                 path_aware["mrr_ci95"], path_aware["versus_model"]["mrr_diff"],
+                 path_aware["versus_model"]["mrr_diff_ci95"])
     seconds_per_epoch = float(np.mean(epoch_seconds)) if epoch_seconds else None
     result = EmbeddingResult(config, metrics, seconds_per_epoch, path_seconds, path_stats, losses, config.out,
-                             rank_metrics(popularity), measured["validation"][0], ranks)
+                             rank_metrics(popularity), measured["validation"][0], ranks, path_aware)
     log.info("%s: test MRR %.4f %s, Hits@10 %.4f (popularity baseline: MRR %.4f, Hits@10 %.4f; ratio %.2f %s); "
              "validation MRR %.4f; %s s/epoch", config.model, metrics["mrr"], result.mrr_ci95, metrics["hits@10"],
              result.popularity["mrr"], result.popularity["hits@10"], result.versus_popularity["mrr_ratio"],
@@ -321,7 +342,7 @@ def export(model: torch.nn.Module, snapshot: Snapshot, result: EmbeddingResult,
         "num_relations": snapshot.num_relations, "split": dict(zip(("train", "valid", "test"), split_sizes)),
         "metrics": result.metrics, "popularity_metrics": result.popularity,
         "validation_metrics": result.validation_metrics,
-        "mrr_ci95": result.mrr_ci95, "versus_popularity": result.versus_popularity,
+        "mrr_ci95": result.mrr_ci95, "versus_popularity": result.versus_popularity, "path_aware": result.path_aware,
         "seconds_per_epoch": result.seconds_per_epoch,
         "path_seconds": result.path_seconds, "path_stats": result.path_stats,
         "config": json.loads(config.model_dump_json()),

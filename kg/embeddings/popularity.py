@@ -32,33 +32,45 @@ def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
     return out
 
 
+def true_answers(known: np.ndarray) -> dict[str, dict[tuple[int, int], list[int]]]:
+    """Every true answer of every query of ``known`` ([n, 3] h, r, t): ``tail[(h, r)]`` the true tails,
+    ``head[(t, r)]`` the true heads; filtered ranking removes them from the candidates."""
+    truth: dict[str, dict[tuple[int, int], list[int]]] = {"head": defaultdict(list), "tail": defaultdict(list)}
+    for h, r, t in known.tolist():
+        truth["tail"][(h, r)].append(t)
+        truth["head"][(t, r)].append(h)
+    return truth
+
+
+def side_of(block: np.ndarray, side: str) -> tuple[np.ndarray, np.ndarray]:
+    """(anchor, target) of each triple of ``block`` for ``side`` prediction: (h, t) for tail, (t, h) for head."""
+    return (block[:, 0], block[:, 2]) if side == "tail" else (block[:, 2], block[:, 0])
+
+
+def filtered_ranks(scores: np.ndarray, block: np.ndarray, side: str,
+                   truth: dict[str, dict[tuple[int, int], list[int]]]) -> np.ndarray:
+    """Filtered realistic rank of each triple's answer among ``scores [b, E]`` (higher is better) for ``side``
+    prediction: the query's true answers (the answer itself included) are removed from the candidates, and ties
+    count half (rank = (optimistic + pessimistic) / 2). Overwrites the removed entries of ``scores``."""
+    anchor, target = side_of(block, side)
+    own = scores[np.arange(len(block)), target].copy()
+    for i, (a, r) in enumerate(zip(anchor.tolist(), block[:, 1].tolist())):
+        scores[i, truth[side][(a, r)]] = -np.inf
+    optimistic = 1 + (scores > own[:, None]).sum(1)
+    return (2 * optimistic + (scores == own[:, None]).sum(1)) / 2
+
+
 def popularity_ranks(train: np.ndarray, known: np.ndarray, test: np.ndarray, num_entities: int, num_relations: int,
                      *, chunk: int = 256) -> np.ndarray:
     """Filtered realistic ranks ``[n, 2]`` (head, tail) of the popularity scorer for every triple of ``test``
     ([n, 3] h, r, t ids); ``known`` holds every true triple (train + validation + test) for filtering."""
     ones = np.ones(len(train))
-    tails = sparse.csr_matrix((ones, (train[:, 1], train[:, 2])), shape=(num_relations, num_entities))
-    heads = sparse.csr_matrix((ones, (train[:, 1], train[:, 0])), shape=(num_relations, num_entities))
-    true_tails: dict[tuple[int, int], list[int]] = defaultdict(list)
-    true_heads: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for h, r, t in known.tolist():
-        true_tails[(h, r)].append(t)
-        true_heads[(t, r)].append(h)
-    sides = []
-    for side, counts, truth in (("head", heads, true_heads), ("tail", tails, true_tails)):
-        ranks = []
-        for start in range(0, len(test), chunk):
-            block = test[start:start + chunk]
-            scores = counts[block[:, 1]].toarray()  # [b, E]
-            target = block[:, 2] if side == "tail" else block[:, 0]
-            anchor = block[:, 0] if side == "tail" else block[:, 2]
-            own = scores[np.arange(len(block)), target].copy()
-            for i, (a, r) in enumerate(zip(anchor.tolist(), block[:, 1].tolist())):
-                scores[i, truth[(a, r)]] = -np.inf  # filtered: other true answers do not compete
-            optimistic = 1 + (scores > own[:, None]).sum(1)
-            pessimistic = optimistic + (scores == own[:, None]).sum(1)  # the target itself was set to -inf
-            ranks.append((optimistic + pessimistic) / 2)
-        sides.append(np.concatenate(ranks) if ranks else np.zeros(0))
+    counts = {"tail": sparse.csr_matrix((ones, (train[:, 1], train[:, 2])), shape=(num_relations, num_entities)),
+              "head": sparse.csr_matrix((ones, (train[:, 1], train[:, 0])), shape=(num_relations, num_entities))}
+    truth = true_answers(known)
+    sides = [np.concatenate([filtered_ranks(counts[side][block[:, 1]].toarray(), block, side, truth)
+                             for block in np.split(test, range(chunk, len(test), chunk))]) if len(test)
+             else np.zeros(0) for side in ("head", "tail")]
     return np.stack(sides, axis=1)
 
 
