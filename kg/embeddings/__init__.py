@@ -1,7 +1,7 @@
 """KG embeddings: the training pipeline (``pipeline``), PTransE (``ptranse``) with its PCRA relation paths
 (``pcra``), path-aware scoring at test time (``path_scoring``), the relation-conditional popularity baseline
-(``popularity``), paired comparisons of exports on the
-same test triples (``compare``) and the export reader (``export``).
+(``popularity``), paired comparisons of exports on the same test triples (``compare``) and the export reader
+(``export``).
 
 The names below load on first use (PEP 562), so reading an export (``kg.embeddings.export``) imports no PyKEEN.
 """
