@@ -4,7 +4,8 @@ score(h, r, t) = how often t is the tail of r in the training triples (tail pred
 is the head of r (head prediction). Ranks are filtered (other true answers from train, validation and test are
 removed) and realistic (ties count half: rank = (optimistic + pessimistic) / 2), both-sided, as PyKEEN's
 ``RankBasedEvaluator(filtered=True)`` reports ``both.realistic``; a model that does not beat this knows little
-more than which entities are common under each relation.
+more than which entities are common under each relation. The ranking (``filtered_ranks``) is the one
+path-aware scoring uses too (:mod:`kg.embeddings.path_scoring`).
 """
 
 from __future__ import annotations
