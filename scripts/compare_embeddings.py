@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kgutil.cli import ConfigError, add_common_args, add_field_args, build_config, setup_logging
 from kgutil.io import atomic_write_text
-from kg.embeddings.compare import compare_exports, load_ranks, paired
+from kg.embeddings.compare import compare_exports, load_ranks, paired, ranks_of
 
 log = logging.getLogger("compare_embeddings")
 
@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         config = build_config(CompareConfig, args)
         reference = load_ranks(config.reference)
         figures = {"reference": str(config.reference), "split": config.split,
-                   "reference_versus_popularity": paired(reference["test"], reference["popularity_test"],
-                                                         config.rounds, config.seed)
+                   "reference_versus_popularity": paired(
+                       ranks_of(config.reference, reference, "test", config.reference_path_aware),
+                       reference["popularity_test"], config.rounds, config.seed)
                    if config.split == "test" and "popularity_test" in reference else None,
                    "path_aware": config.path_aware, "reference_path_aware": config.reference_path_aware,
                    "others": {str(o): compare_exports(config.reference, o, config.split, config.rounds, config.seed,

@@ -72,11 +72,12 @@ def compare_exports(reference: Path, other: Path, split: str = "test", rounds: i
     if not np.array_equal(ref[f"{split}_triples"], oth[f"{split}_triples"]):
         raise ValueError(f"{reference} and {other} were scored on different {split} triples (another snapshot, "
                          f"split seed or sample size): a paired comparison needs the same ones")
-    return paired(_ranks_of(other, oth, split, path_aware), _ranks_of(reference, ref, split, reference_path_aware),
+    return paired(ranks_of(other, oth, split, path_aware), ranks_of(reference, ref, split, reference_path_aware),
                   rounds, seed)
 
 
-def _ranks_of(export: Path, ranks: dict[str, np.ndarray], split: str, path_aware: bool) -> np.ndarray:
+def ranks_of(export: Path, ranks: dict[str, np.ndarray], split: str, path_aware: bool) -> np.ndarray:
+    """The export's ranks on ``split``: its path-aware ones (``{split}_path_aware``) or the model's alone."""
     key = f"{split}_path_aware" if path_aware else split
     if key not in ranks:
         raise ValueError(f"{export} has no path-aware ranks: re-run its train_kg_embeddings.py command with "
