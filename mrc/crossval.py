@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kgutil.cli import set_dotted
 from kgutil.distributed import setup
-from kgutil.io import atomic_write_text
+from kgutil.io import atomic_write_text, sha256_files
 from kgutil.stats import bootstrap_ci
 from mrc.categories import set_metrics
 from mrc.train import TrainConfig, fingerprint, intermediate_stage, train_mrc
@@ -71,8 +71,13 @@ def run_config(config: CVConfig, variant: str, fold: int, seed: int) -> TrainCon
 
 
 def run_hash(run: TrainConfig) -> str:
-    """Identity of a run's result: its training config except where it writes (``mrc.train.fingerprint``)."""
-    return hashlib.sha256(fingerprint(run, {"out", "progress"}).encode()).hexdigest()[:16]
+    """Identity of a run's result: its training config except where it writes (``mrc.train.fingerprint``), and
+    the content of the category labels it trains on (labels are this project's artifact: relabelled answers at the
+    same path are a new run; the datasets themselves are fixed inputs, named by their paths)."""
+    identity = fingerprint(run, {"out", "progress"})
+    if run.categories is not None:  # absent labels match no recorded run (and training says the file is missing)
+        identity += "|labels:" + (sha256_files([run.categories]) if run.categories.is_file() else "absent")
+    return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
 def recorded_elsewhere(records_path: Path) -> dict[str, dict[str, Any]]:
@@ -209,7 +214,8 @@ def add_hashes(records: dict[str, Any], config: CVConfig, elsewhere: dict[str, d
                 continue
             fold, seed = map(int, key.split("/"))
             train_config = run_config(config, variant, fold, seed)
-            run.setdefault("config_hash", run_hash(train_config))
+            if "config_hash" not in run:
+                run["config_hash"] = run_hash(train_config)
             metrics = train_config.out / "metrics.json"
             if "validation" not in run and metrics.exists():
                 run["validation"] = _validation_figures(json.loads(metrics.read_text(encoding="utf-8"))["best"])

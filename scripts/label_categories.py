@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Label each gold answer with answer categories from the KG (``mrc.category_labels``): link the answer, map the
-types of its entities to Diagnosis / Medication / Symptom / Procedure / Lab / Other; soft multi-labels.
+"""Label each gold answer with answer categories from the KG and the question (``mrc.category_labels``): link the
+answer, map the types of its entities to Diagnosis / Medication / Symptom / Procedure / Lab / Other, and keep the
+categories the question asks for (``labels.question_intents`` in a config file); soft multi-labels.
 
 Examples:
   python scripts/label_categories.py --data ../shared/data/cmedmrc/dev.json --index idx/ --out dev.categories.json

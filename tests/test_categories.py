@@ -55,17 +55,51 @@ def _link(start: int, end: int, typ: str | None, rule: str = "exact", score: flo
 def test_soft_label_votes_by_covered_characters() -> None:
     config = LabelConfig()
     # 4 symptom characters and 2 disease characters over a 6-character answer: Symptom 1, Diagnosis 0.5
-    assert soft_label([("头痛头晕冠心", [_link(0, 2, "症状"), _link(2, 4, "symptom"), _link(4, 6, "疾病")])],
+    assert soft_label("", [("头痛头晕冠心", [_link(0, 2, "症状"), _link(2, 4, "symptom"), _link(4, 6, "疾病")])],
                       config) == {"Diagnosis": 0.5, "Symptom": 1.0}
     # links too short, too weak, untyped or of an unmapped type do not vote → Other
-    assert soft_label([("肝大了吗", [_link(0, 1, "症状"), _link(0, 4, "疾病", "overlap", 0.5),
-                                    _link(0, 2, None), _link(0, 2, "科室")])], config) == {"Other": 1.0}
-    # an explanation that mentions an entity in passing (coverage 2/10 < 0.5) is Other
-    assert soft_label([("因为糖尿病的缘故所以", [_link(2, 5, "疾病")])], config) == {"Other": 1.0}
-    assert soft_label([("因为糖尿病的缘故所以", [_link(2, 5, "疾病")])],
+    assert soft_label("", [("肝大了吗", [_link(0, 1, "症状"), _link(0, 4, "疾病", "overlap", 0.5),
+                                        _link(0, 2, None), _link(0, 2, "科室")])], config) == {"Other": 1.0}
+    # an explanation that mentions an entity in passing (coverage 3/10 < 0.5) is Other
+    assert soft_label("", [("因为糖尿病的缘故所以", [_link(2, 5, "疾病")])], config) == {"Other": 1.0}
+    assert soft_label("", [("因为糖尿病的缘故所以", [_link(2, 5, "疾病")])],
                       LabelConfig(min_coverage=0.2)) == {"Diagnosis": 1.0}
+    # coverage counts content characters: the separators of a list do not dilute it (4 of 4, not 4 of 8)
+    assert soft_label("", [("头痛、，。头晕", [_link(0, 2, "症状"), _link(5, 7, "症状")])],
+                      LabelConfig(min_coverage=0.9)) == {"Symptom": 1.0}
     with pytest.raises(ValueError, match="not in categories"):
         LabelConfig(type_map={"疾病": "Disease"})
+
+
+def test_question_intents_keep_the_categories_the_question_asks_for() -> None:
+    config = LabelConfig()
+    disease, symptom, drug = _link(0, 2, "疾病"), _link(3, 5, "症状"), _link(0, 2, "药物")
+    # a symptom question: the KG's 疾病 type of a symptom counts as Symptom (confusable), and only Symptom votes
+    assert soft_label("感冒有哪些症状？", [("头痛、发热", [disease, symptom])], config) == {"Symptom": 1.0}
+    # a disease question the other way round
+    assert soft_label("会引起哪些并发症？", [("肺炎、咳嗽", [disease, symptom])], config) == {"Diagnosis": 1.0}
+    # an indication admits both
+    assert soft_label("这个药的适应症？", [("肺炎、咳嗽", [disease, symptom])], config) == {
+        "Diagnosis": 1.0, "Symptom": 1.0}
+    # a treatment question: a drug mentioned in a recipe counts without covering half of the answer …
+    assert soft_label("如何治疗？", [("甘草一钱，煎汤和服，日三次", [drug])], config) == {"Medication": 1.0}
+    # … and without a typed entity the answer is the intent's default
+    assert soft_label("如何治疗？", [("卧床休息", [])], config) == {"Procedure": 1.0}
+    assert soft_label("静脉滴注应该用什么稀释", [("葡萄糖注射液", [])], config) == {"Medication": 1.0}
+    # questions for a place, an amount, an efficacy ask for no category, whatever the answer mentions
+    assert soft_label("每次用量是多少？", [("甘草一钱", [drug])], config) == {"Other": 1.0}
+    # a population is Other unless its diseases or symptoms make up the answer
+    assert soft_label("哪些人禁用？", [("肺炎患者", [disease])], config) == {"Diagnosis": 1.0}
+    assert soft_label("哪些人禁用？", [("患过肺炎以后的老年人", [_link(2, 4, "疾病")])], config) == {"Other": 1.0}
+    # an explanation: entities decide, with the coverage rule
+    assert soft_label("为什么要检查？", [("以免肺炎漏诊而耽误治疗", [_link(2, 4, "疾病")])], config) == {"Other": 1.0}
+    # without intents (or for a question that matches none) only the entities speak
+    assert soft_label("感冒有哪些症状？", [("头痛、发热", [disease, symptom])],
+                      LabelConfig(question_intents=[])) == {"Diagnosis": 1.0, "Symptom": 1.0}
+    with pytest.raises(ValueError, match="not a regular expression"):
+        LabelConfig(question_intents=[{"pattern": "(症状", "categories": ["Symptom"]}])
+    with pytest.raises(ValueError, match="not in categories"):
+        LabelConfig(question_intents=[{"pattern": "症状", "categories": ["Sign"]}])
 
 
 def test_labels_of_the_sample_answers_from_the_sample_kg(sample_index) -> None:  # type: ignore[no-untyped-def]
@@ -81,8 +115,8 @@ def test_labels_of_the_sample_answers_from_the_sample_kg(sample_index) -> None: 
     assert sum(v["questions"] for v in report["coverage"].values()) == len(examples) + report["multi_label"]
     hand = CategoryLabels(categories=CATEGORIES, labels={"P1_Q0": {"Symptom": 1.0}, "P1_Q1": {"Diagnosis": 1.0},
                                                          "P3_Q1": {"Other": 1.0}})
-    assert check_against(labels, hand) == {"questions": 3, "precision": 66.67, "recall": 66.67,
-                                           "exact_set_agreement": 66.67}
+    assert check_against(labels, hand) == {"questions": 3, "precision": 66.67, "precision_ci95": [0.0, 100.0],
+                                           "recall": 66.67, "exact_set_agreement": 66.67}
 
 
 def test_english_labels_over_hetionet_types(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from mrc.crossval import CVConfig, run_cv, summarize, verdicts
+from mrc.crossval import CVConfig, run_config, run_cv, run_hash, summarize, verdicts
 from mrc.data import read_dataset
 
 SAMPLE = ROOT / "examples" / "sample_mrc.json"
@@ -37,6 +37,20 @@ def test_summary_pairs_on_shared_questions_and_seeds() -> None:
     base["0/1"]["validation"]["f1"] = base["1/1"]["validation"]["f1"] = base["0/2"]["validation"]["f1"] = 70.0
     assert summarize({"baseline": base, "kg": better}, CVConfig(folds=2, seeds=[1, 2]))["best_variant"] == \
         "baseline"  # better on test, worse on validation: validation decides
+
+
+def test_run_identity_follows_the_labels_content(tmp_path: Path) -> None:
+    labels = tmp_path / "labels.json"
+    config = CVConfig(base={"train": [str(SAMPLE)]},
+                      variants={"baseline": {}, "joint": {"categories": str(labels)}}, folds=2, seeds=[1])
+    joint, baseline = run_config(config, "joint", 0, 1), run_config(config, "baseline", 0, 1)
+    absent = run_hash(joint)
+    labels.write_text('{"categories": ["A", "B"], "labels": {"q": {"A": 1.0}}}', encoding="utf-8")
+    first = run_hash(joint)
+    labels.write_text('{"categories": ["A", "B"], "labels": {"q": {"B": 1.0}}}', encoding="utf-8")
+    relabelled = run_hash(joint)
+    assert len({absent, first, relabelled, run_hash(baseline)}) == 4  # same path, new labels: a new run
+    assert run_hash(run_config(config, "joint", 0, 1)) == relabelled
 
 
 def test_category_macro_f1_per_variant_and_paired() -> None:
