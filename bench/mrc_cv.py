@@ -8,7 +8,8 @@ per seed, the same folds and seeds for every variant, paired differences with 95
   python bench/mrc_cv.py --config configs/cv/fusion_cv.yaml --workers 15      # (seed, fold) groups in parallel (GPU)
 Writes bench/results/NAME.json (NAME = the config's file name; the reference variant's figures also as "test",
 every variant's also at the top level under its name) and NAME.runs.json (every run's per-question scores); a
-second invocation resumes from the latter.
+second invocation resumes from the latter. The figures are those of the runs the config describes now: runs
+recorded under former settings or labels stay in NAME.runs.json and are named, not summarised.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from bench.common import RESULTS, parse_cv_args, write_result
 from kgutil.io import atomic_write_text
-from mrc.crossval import add_hashes, recorded_elsewhere, run_cv, summarize, verdicts
+from mrc.crossval import add_hashes, current_runs, recorded_elsewhere, run_cv, summarize, verdicts
 
 log = logging.getLogger("mrc_cv")
 
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args, config = parse_cv_args(p, argv, lambda args: {"run_folds": args.run_folds, "seeds": args.seeds})
     if config is None:
         return 2
+    protocol = config  # the figures: every variant of the config; the runs: those asked for
     if args.variants:
         keep = set(args.variants) | {config.reference}
         config = config.model_copy(update={"variants": {k: v for k, v in config.variants.items() if k in keep}})
@@ -52,10 +54,14 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as err:  # a failed worker: the others' runs are recorded, a second call resumes
             log.error("%s", err)
             return 1
-    summary = summarize(records, config)
-    summary["test"] = summary["variants"].get(config.reference, {})
+    records, stale = current_runs(records, protocol)
+    if stale:
+        log.warning("%d recorded run(s) not of this config (former settings or labels) left out of the figures: %s",
+                    len(stale), ", ".join(stale))
+    summary = summarize(records, protocol)
+    summary["test"] = summary["variants"].get(protocol.reference, {})
     summary.update({k: v for k, v in summary["variants"].items() if k not in summary})
-    summary["settings"] = config.model_dump(mode="json")
+    summary["settings"] = protocol.model_dump(mode="json")
     write_result(name, summary)
     for line in verdicts(summary):
         print(line)

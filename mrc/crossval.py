@@ -223,6 +223,23 @@ def add_hashes(records: dict[str, Any], config: CVConfig, elsewhere: dict[str, d
                 run["validation"] = elsewhere[run["config_hash"]]["validation"]
 
 
+def current_runs(records: dict[str, Any], config: CVConfig) -> tuple[dict[str, Any], list[str]]:
+    """The recorded runs of ``config``'s variants whose run hash is that of the run ``config`` describes now (the
+    figures of record), and the names of the others ("variant fold/seed"): trained under a former config or on
+    former labels, or of a variant the config no longer has. Nothing is deleted from the records."""
+    current: dict[str, Any] = {}
+    stale: list[str] = []
+    for variant, runs in records.items():
+        for key, run in runs.items():
+            fold, seed = map(int, key.split("/"))
+            if variant in config.variants and run.get("config_hash") == run_hash(run_config(config, variant, fold,
+                                                                                               seed)):
+                current.setdefault(variant, {})[key] = run
+            else:
+                stale.append(f"{variant} {key}")
+    return current, stale
+
+
 def _per_question(runs: dict[str, Any], keys: set[str] | None = None) -> dict[str, dict[str, float]]:
     """question id → score → mean over the runs (``fold/seed`` keys) given (numeric scores only)."""
     sums: dict[str, dict[str, list[float]]] = {}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from mrc.crossval import CVConfig, run_config, run_cv, run_hash, summarize, verdicts
+from mrc.crossval import CVConfig, current_runs, run_config, run_cv, run_hash, summarize, verdicts
 from mrc.data import read_dataset
 
 SAMPLE = ROOT / "examples" / "sample_mrc.json"
@@ -51,6 +51,14 @@ def test_run_identity_follows_the_labels_content(tmp_path: Path) -> None:
     relabelled = run_hash(joint)
     assert len({absent, first, relabelled, run_hash(baseline)}) == 4  # same path, new labels: a new run
     assert run_hash(run_config(config, "joint", 0, 1)) == relabelled
+    # the figures keep the runs of the config as it is now: not those on former labels, nor of dropped variants
+    records = {"baseline": {"0/1": {"config_hash": run_hash(baseline)}},
+               "joint": {"0/1": {"config_hash": first}, "1/1": {"config_hash": run_hash(run_config(config, "joint",
+                                                                                                   1, 1))}},
+               "gone": {"0/1": {"config_hash": first}}}
+    current, stale = current_runs(records, config)
+    assert current == {"baseline": records["baseline"], "joint": {"1/1": records["joint"]["1/1"]}}
+    assert stale == ["joint 0/1", "gone 0/1"] and "0/1" in records["joint"]  # nothing deleted
 
 
 def test_category_macro_f1_per_variant_and_paired() -> None:
