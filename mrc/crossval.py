@@ -352,17 +352,16 @@ def _paired(runs: dict[str, Any], reference: dict[str, Any], rounds: int) -> dic
 
 
 def verdicts(summary: dict[str, Any]) -> list[str]:
-    """One line per paired comparison: answer EM, or category macro F1 where there is no answer EM."""
+    """One line per paired comparison and score: answer EM, and category macro F1 where both sides have categories."""
     lines = []
     for name, p in summary["paired"].items():
-        score = "em" if "em_ci95" in p else "category_macro_f1"
-        if f"{score}_ci95" not in p:
-            continue
-        low, high = p[f"{score}_ci95"]
-        side = "above" if low > 0 else "below" if high < 0 else "not distinguishable from"
-        label = {"em": "EM", "category_macro_f1": "category macro F1"}[score]
-        lines.append(f"{name.split('-vs-')[0]}: {label} {p[f'{score}_diff']:+.2f} [{low:+.2f}, {high:+.2f}] vs "
-                     f"{p['against']} on {p['questions']} questions × {p['runs']} runs — {side} {p['against']}")
+        for score, label in (("em", "EM"), ("category_macro_f1", "category macro F1")):
+            if f"{score}_ci95" not in p:
+                continue
+            low, high = p[f"{score}_ci95"]
+            side = "above" if low > 0 else "below" if high < 0 else "not distinguishable from"
+            lines.append(f"{name.split('-vs-')[0]}: {label} {p[f'{score}_diff']:+.2f} [{low:+.2f}, {high:+.2f}] vs "
+                         f"{p['against']} on {p['questions']} questions × {p['runs']} runs — {side} {p['against']}")
     return lines
 
 

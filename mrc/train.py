@@ -101,6 +101,9 @@ class TrainConfig(BaseModel):
                                        "the baseline (CMedBERT: entity projection, attentions, gate, merge, dynamic "
                                        "λ; default head_lr): new layers, some starting at zero, move little at the "
                                        "encoder's rate")
+    category_lr: float | None = Field(1e-3, gt=0, description="learning rate of the answer-category head (None: "
+                                      "head_lr): it starts fresh beside heads trained for spans, and at the encoder's "
+                                      "rate stays at the label prior (one-fold screening, README)")
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
@@ -132,17 +135,26 @@ class TrainConfig(BaseModel):
                           "for models trained without the span loss)")
 
 
+_CATEGORY_SETTINGS = ("category_lr", "category_oversample")
+_CATEGORY_MODEL_SETTINGS = ("category_weight", "category_hidden", "category_pooling", "category_class_weights",
+                            "category_weighting")
 FINGERPRINT_DEFAULTS = json.loads(Path(__file__).with_name("fingerprint_defaults.json").read_text(encoding="utf-8"))
 
 
 def fingerprint(config: TrainConfig, exclude: set[str] = frozenset()) -> str:
     """Identity of a config's settings, minus ``exclude``: the settings that differ from the recipe frozen in
-    ``fingerprint_defaults.json`` (the defaults when fingerprints began; never edit it), and of settings added
-    since, those that differ from their defaults; a model family's own settings (``model.fusion``) likewise,
-    against the family's ``frozen_settings`` and its current defaults. Changing a default therefore changes the
-    fingerprint of the runs that use the new value and of no recorded run; adding a setting with a default changes
-    none."""
+    ``fingerprint_defaults.json`` (the defaults when fingerprints began; never change an entry: a setting added
+    since gets one, with its first default, when that default changes), and of settings added since, those that
+    differ from their defaults; a model family's own settings (``model.fusion``) likewise, against the family's
+    ``frozen_settings`` and its current defaults. Changing a default therefore changes the fingerprint of the runs
+    that use the new value and of no recorded run; adding a setting with a default changes none. The category
+    head's settings count only for runs that have the head."""
     data = config.model_dump(mode="json", exclude=set(exclude))
+    if config.categories is None and not config.model.categories:
+        for key in _CATEGORY_SETTINGS:
+            data.pop(key, None)
+        for key in _CATEGORY_MODEL_SETTINGS:
+            data.get("model", {}).pop(key, None)
     frozen, current = FINGERPRINT_DEFAULTS, type(config)().model_dump(mode="json")
     family = model_class(config.model.model_type)
     if family.settings is not None and "model" in data:
@@ -309,7 +321,7 @@ def stage_settings(config: TrainConfig) -> tuple[TrainConfig, str]:
         "epochs": stage.epochs, "seed": stage.seed, "intermediate": IntermediateConfig(epochs=0),
         "model": ModelConfig(), "split": SplitConfig(validation_share=0.0),
         "max_train_examples": None, "categories": None, "category_oversample": False, "selection": "f1",
-        "pvi": None, "knowledge_lr": None})
+        "pvi": None, "knowledge_lr": None, "category_lr": None})
     stage_id = fingerprint(stage_config, _RUN_ONLY - {"epochs"})
     # one directory per stage setting: runs whose stages differ (e.g. in lr) never overwrite each other's model
     out = (stage.cache or config.out / "intermediate") / hashlib.sha256(stage_id.encode()).hexdigest()[:12]
@@ -479,8 +491,8 @@ def train_mrc(config: TrainConfig) -> TrainResult:
 
 
 def _optimizer(model: BaselineMRC, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW over encoder weights (decayed), encoder biases and norms (not decayed), the heads, and the layers
-    the model family adds to the baseline (``knowledge_lr``)."""
+    """AdamW over encoder weights (decayed), encoder biases and norms (not decayed), the span and support heads,
+    the category head (``category_lr``) and the layers the model family adds to the baseline (``knowledge_lr``)."""
     head_lr = config.head_lr or config.lr
     added = tuple(f"{name}." for name in model.added_modules)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -489,7 +501,9 @@ def _optimizer(model: BaselineMRC, config: TrainConfig) -> torch.optim.Optimizer
          "weight_decay": config.weight_decay},
         {"params": [p for n, p in named if n.startswith("encoder.") and p.ndim <= 1], "lr": config.lr,
          "weight_decay": 0.0},
-        {"params": [p for n, p in named if not n.startswith(("encoder.", *added))], "lr": head_lr,
+        {"params": [p for n, p in named if not n.startswith(("encoder.", "category.", *added))], "lr": head_lr,
+         "weight_decay": config.weight_decay},
+        {"params": [p for n, p in named if n.startswith("category.")], "lr": config.category_lr or head_lr,
          "weight_decay": config.weight_decay},
         {"params": [p for n, p in named if n.startswith(added)], "lr": config.knowledge_lr or head_lr,
          "weight_decay": config.weight_decay},

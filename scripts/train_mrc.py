@@ -46,7 +46,7 @@ FLAGS = {
 }
 CATEGORY_FLAGS = {"categories": "categories", "category_weight": "model.category_weight",
                   "category_pooling": "model.category_pooling", "category_hidden": "model.category_hidden",
-                  "category_oversample": "category_oversample"}
+                  "category_lr": "category_lr", "category_oversample": "category_oversample"}
 
 
 def add_family_args(p: argparse.ArgumentParser) -> None:

@@ -80,6 +80,10 @@ def test_category_macro_f1_per_variant_and_paired() -> None:
     assert low <= paired["category_macro_f1_diff"] <= high
     assert summary["paired"]["joint-vs-twin"]["category_macro_f1_diff"] == 0.0
     assert summary["paired"]["joint-vs-twin"]["against"] == "twin"
+    lines = verdicts(summary)  # EM and category macro F1, each with its verdict
+    assert any(line.startswith("joint: category macro F1 +66.67") and "vs baseline on 4 questions" in line
+               for line in lines)
+    assert any(line.startswith("joint: EM +0.00") for line in lines)
 
 
 def _tiny_config(tiny_encoder: Path, tmp_path: Path) -> CVConfig:
@@ -159,6 +163,13 @@ def test_changing_a_default_never_relabels_recorded_runs() -> None:
     assert fingerprint(Later(epochs=4, new_setting=5)) == '{"new_setting":5}'  # a new setting counts when set
     changed = json.loads(fingerprint(TrainConfig(lr=5e-5, features={"max_seq_length": 512})))
     assert changed == {"epochs": 8, "features": {"max_seq_length": 512}, "lr": 5e-5}  # nested: only what differs
+    # the category head's rate and weight changed once (head_lr → 1e-3, λ_C 1 → 4): they count for runs with the
+    # head, and only for them
+    assert fingerprint(TrainConfig(epochs=4)) == "{}"
+    former = TrainConfig(epochs=4, categories="c.json", category_lr=None, model={"category_weight": 1.0})
+    assert fingerprint(former) == '{"categories":"c.json"}'
+    assert json.loads(fingerprint(TrainConfig(epochs=4, categories="c.json"))) == {
+        "categories": "c.json", "category_lr": 1e-3, "model": {"category_weight": 4.0}}
 
 
 def test_a_family_setting_added_later_never_relabels_recorded_runs(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -113,18 +113,19 @@ def test_knowledge_off_is_the_same_model_on_an_empty_kg() -> None:
     assert not torch.allclose(full.start_logits, empty.start_logits)
 
 
-def test_knowledge_lr_applies_to_the_layers_the_family_adds() -> None:
+def test_knowledge_and_category_lr_apply_to_their_layers() -> None:
     from mrc.train import TrainConfig, _optimizer
 
-    model = tiny_model(relation_feature=True, tune_entities=True)
-    optimizer = _optimizer(model, TrainConfig(lr=1e-4, head_lr=2e-4, knowledge_lr=1e-3))
+    model = tiny_model(settings={"categories": ["A", "B"]}, relation_feature=True, tune_entities=True)
+    optimizer = _optimizer(model, TrainConfig(lr=1e-4, head_lr=2e-4, knowledge_lr=1e-3, category_lr=3e-3))
     names = {id(p): n for n, p in model.named_parameters()}
     rate = {names[id(p)]: group["lr"] for group in optimizer.param_groups for p in group["params"]}
     assert len(rate) == sum(1 for p in model.parameters() if p.requires_grad)  # each in exactly one group
     for name, lr in rate.items():
         part = name.split(".")[0]
-        assert lr == (1e-4 if part == "encoder" else 1e-3 if part in CMedBERT.added_modules else 2e-4), name
-    assert {"merge", "relation", "entities", "span", "support"} <= {n.split(".")[0] for n in rate}
+        expected = {"encoder": 1e-4, "category": 3e-3}.get(part, 1e-3 if part in CMedBERT.added_modules else 2e-4)
+        assert lr == expected, name
+    assert {"merge", "relation", "entities", "span", "support", "category"} <= {n.split(".")[0] for n in rate}
 
 
 def test_knowledge_span_loss_reaches_the_entity_path_while_the_merge_is_still_zero() -> None:
