@@ -11,6 +11,7 @@ Labels file (``scripts/label_categories.py`` writes it)::
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -61,6 +62,16 @@ class CategoryLabels(BaseModel):
 
     def write(self, path: Path) -> None:
         atomic_write_text(Path(path), json.dumps(self.model_dump(), ensure_ascii=False, indent=1))
+
+
+def labels_digest(path: Path) -> str:
+    """SHA-256 of a labels file's categories and labels in canonical JSON: what a model trains on, not the file's
+    bytes (its report, e.g. the printed sample's entity order, may differ between two labellings of the same
+    answers)."""
+    labels = CategoryLabels.read(path)
+    canonical = json.dumps({"categories": labels.categories, "labels": labels.labels}, ensure_ascii=False,
+                           sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def attach_labels(examples: Iterable[Any], labels: CategoryLabels) -> int:

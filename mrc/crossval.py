@@ -31,9 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kgutil.cli import set_dotted
 from kgutil.distributed import setup
-from kgutil.io import atomic_write_text, sha256_files
+from kgutil.io import atomic_write_text
 from kgutil.stats import bootstrap_ci
-from mrc.categories import set_metrics
+from mrc.categories import labels_digest, set_metrics
 from mrc.train import TrainConfig, fingerprint, intermediate_stage, train_mrc
 
 log = logging.getLogger(__name__)
@@ -72,11 +72,12 @@ def run_config(config: CVConfig, variant: str, fold: int, seed: int) -> TrainCon
 
 def run_hash(run: TrainConfig) -> str:
     """Identity of a run's result: its training config except where it writes (``mrc.train.fingerprint``), and
-    the content of the category labels it trains on (labels are this project's artifact: relabelled answers at the
-    same path are a new run; the datasets themselves are fixed inputs, named by their paths)."""
+    the category labels it trains on (``mrc.categories.labels_digest``: labels are this project's artifact, so
+    relabelled answers at the same path are a new run; the datasets themselves are fixed inputs, named by their
+    paths)."""
     identity = fingerprint(run, {"out", "progress"})
     if run.categories is not None:  # absent labels match no recorded run (and training says the file is missing)
-        identity += "|labels:" + (sha256_files([run.categories]) if run.categories.is_file() else "absent")
+        identity += "|labels:" + (labels_digest(run.categories) if run.categories.is_file() else "absent")
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
@@ -317,7 +318,7 @@ def summarize(records: dict[str, Any], config: CVConfig) -> dict[str, Any]:
     comparisons += [(a, b, f"{a}-vs-{b}") for a, b in config.pairs if a in records and b in records]
     paired: dict[str, Any] = {}
     for name, against, key in comparisons:
-        if entry := _paired(records[name], records.get(against, {}), config.bootstrap):
+        if entry := paired_difference(records[name], records.get(against, {}), config.bootstrap):
             paired[key] = {**entry, "against": against}
     # the best variant is chosen on validation (the test folds chose nothing), by answer F1
     chosen = [v for v in variants if "validation_f1" in variants[v]]
@@ -326,7 +327,7 @@ def summarize(records: dict[str, Any], config: CVConfig) -> dict[str, Any]:
             "best_variant": best, "best_variant_by": "validation_f1"}
 
 
-def _paired(runs: dict[str, Any], reference: dict[str, Any], rounds: int) -> dict[str, Any] | None:
+def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: int) -> dict[str, Any] | None:
     """Mean paired differences (×100) of ``runs`` to ``reference`` over the questions and runs both have, with
     95% bootstrap CIs (None when they share no question)."""
     common = set(runs) & set(reference)
