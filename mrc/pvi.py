@@ -57,6 +57,8 @@ class PVIConfig(BaseModel):
     categories: Path | None = Field(None, description="category labels (the category task)")
     out: Path = Path("pvi")
     folds: int = Field(5, ge=2, description="every example is estimated by models that did not see its passage")
+    run_folds: list[int] | None = Field(None, description="only these folds (one process per fold: they share OUT); "
+                                                          "the figures are written once every fold is estimated")
     split_seed: int = 0
     training: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields of g and g′ (the "
                                                                        "recipe of record by default)")
@@ -159,7 +161,9 @@ def v_information(values: Sequence[float]) -> dict[str, Any]:
 
 def compute_pvi(config: PVIConfig) -> dict[str, Any]:
     """Train g and g′ per fold, estimate every example out of fold; write ``OUT/pvi.jsonl`` (id, pvi, log₂ g,
-    log₂ g′), ``OUT/summary.json`` and ``OUT/histogram.png``. Finished folds are reused (``train_mrc`` resumes)."""
+    log₂ g′), ``OUT/summary.json`` and ``OUT/histogram.png``. A fold's estimates are kept
+    (``OUT/runs/{g,null}_fold{k}/log2.json``, with the training settings) and reused while the settings match; the
+    figures wait until every fold has them (the summary then says which folds are missing)."""
     examples = [e for path in config.data for e in read_dataset(path)]
     if config.task == "category":
         if config.categories is None:
@@ -167,24 +171,41 @@ def compute_pvi(config: PVIConfig) -> dict[str, Any]:
         attach_labels(examples, CategoryLabels.read(config.categories))
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
-    rows: dict[str, dict[str, Any]] = {}
-    for fold in range(config.folds):
+    for fold in config.run_folds if config.run_folds is not None else range(config.folds):
+        if not 0 <= fold < config.folds:
+            raise ValueError(f"fold {fold} is not one of the {config.folds} folds")
         part = split_passages(examples, SplitConfig(folds=config.folds, fold=fold, validation_share=0.0,
                                                     seed=config.split_seed))
         for kind, train_part, held in (("g", part.train, part.test),
                                        ("null", null_examples(part.train, config.task),
                                         null_examples(part.test, config.task))):
             run = out / "runs" / f"{kind}_fold{fold}"
-            write_squad(train_part, run / "train_data.json")
             train_config = _training(config, run)
+            settings = train_config.model_dump(mode="json")
+            if _kept_estimates(run, settings) is not None:
+                continue
+            write_squad(train_part, run / "train_data.json")
             train_mrc(train_config)
             model, tokenizer, _ = load_model(run / "model" / "best")
             model.to(resolve_device(train_config.device))
             logs = label_log2_probs(model, tokenizer, held, config.task, train_config.features,
                                     config.eval_batch_size)
+            atomic_write_text(run / "log2.json", json.dumps({"training": settings, "log2": logs}))
+        log.info("PVI fold %d/%d done", fold + 1, config.folds)
+    rows: dict[str, dict[str, Any]] = {}
+    missing = []
+    for fold in range(config.folds):
+        for kind in ("g", "null"):
+            run = out / "runs" / f"{kind}_fold{fold}"
+            logs = _kept_estimates(run, _training(config, run).model_dump(mode="json"))
+            if logs is None:
+                missing.append(f"{kind}_fold{fold}")
+                continue
             for q, v in logs.items():
                 rows.setdefault(q, {"id": q, "fold": fold})["log2_g" if kind == "g" else "log2_g_null"] = v
-        log.info("PVI fold %d/%d done", fold + 1, config.folds)
+    if missing:
+        log.info("PVI: waiting for %s", ", ".join(missing))
+        return {"task": config.task, "folds": config.folds, "missing": missing}
     pvi = pvi_values({q: r["log2_g"] for q, r in rows.items() if "log2_g" in r},
                      {q: r["log2_g_null"] for q, r in rows.items() if "log2_g_null" in r})
     lines = [json.dumps({**rows[q], "pvi": round(v, 5)}, ensure_ascii=False) for q, v in pvi.items()]
@@ -194,6 +215,15 @@ def compute_pvi(config: PVIConfig) -> dict[str, Any]:
     atomic_write_text(out / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2))
     plot_histogram(list(pvi.values()), f"PVI, task {config.task}", out / "histogram.png")
     return summary
+
+
+def _kept_estimates(run: Path, settings: dict[str, Any]) -> dict[str, list[float]] | None:
+    """The log₂-probabilities a fold's model left in ``run/log2.json``, if it was trained with ``settings``."""
+    file = run / "log2.json"
+    if not file.exists():
+        return None
+    kept = json.loads(file.read_text(encoding="utf-8"))
+    return kept["log2"] if kept.get("training") == settings else None
 
 
 def _training(config: PVIConfig, run: Path) -> TrainConfig:

@@ -10,7 +10,8 @@ Examples:
   python scripts/pvi.py --task span --data ../shared/data/cmrc2018/cmrc2018_dev.json --out pvi/cmrc_span
 Writes OUT/pvi.jsonl (id, fold, log2 g(x)[y], log2 g'(null)[y], pvi), OUT/summary.json (V-information with a 95% CI)
 and OUT/histogram.png; prints the lowest-PVI examples (likely label errors). g and g' follow the recipe of record
-(--set training.epochs=2 …); rerunning resumes finished folds.
+(--set training.epochs=2 …); rerunning resumes finished folds. --run-folds K runs one fold (a process per fold, sharing
+--out, e.g. on a GPU); the process that finds every fold estimated writes the figures.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ log = logging.getLogger("pvi")
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_field_args(p, PVIConfig, ["task", "data", "categories", "out", "folds", "split_seed"])
+    add_field_args(p, PVIConfig, ["task", "data", "categories", "out", "folds", "run_folds", "split_seed"])
     p.add_argument("--encoder", help="Hugging Face encoder of g and g' (training.encoder)")
     p.add_argument("--lowest", type=int, default=10, help="print this many lowest-PVI examples")
     add_common_args(p)
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", err)
         return 2
     print(json.dumps(summary, ensure_ascii=False, indent=2))
+    if "missing" in summary:  # other processes estimate the other folds; the last one writes the figures
+        return 0
     values = read_pvi(config.out)
     examples = {e.id: e for path in config.data for e in read_dataset(path)}
     for qid in sorted(values, key=values.get)[: args.lowest]:

@@ -87,7 +87,14 @@ def test_out_of_fold_pvi_on_the_sample_and_the_pvi_filter(tiny_encoder: Path, tm
                        training={"encoder": str(tiny_encoder), "epochs": 2, "batch_size": 4, "lr": 3e-3,
                                  "progress": False, "intermediate": {"epochs": 0},
                                  "features": {"max_seq_length": 160, "doc_stride": 64}})
-    summary = compute_pvi(config)
+    # one process per fold (as on a GPU): the figures wait for the last fold; a rerun reuses the estimates
+    waiting = compute_pvi(config.model_copy(update={"run_folds": [1]}))
+    assert waiting["missing"] == ["g_fold0", "null_fold0"] and not (tmp_path / "pvi" / "pvi.jsonl").exists()
+    summary = compute_pvi(config.model_copy(update={"run_folds": [0]}))
+    kept = (tmp_path / "pvi/runs/g_fold1/model/best").stat().st_mtime_ns
+    assert compute_pvi(config) == summary and (tmp_path / "pvi/runs/g_fold1/model/best").stat().st_mtime_ns == kept
+    with pytest.raises(ValueError, match="not one of the 2 folds"):
+        compute_pvi(config.model_copy(update={"run_folds": [2]}))
     rows = [json.loads(line) for line in (tmp_path / "pvi" / "pvi.jsonl").read_text().splitlines()]
     ids = sorted(e.id for e in read_dataset(SAMPLE))
     assert sorted(r["id"] for r in rows) == ids  # every example, out of fold, once
@@ -122,3 +129,22 @@ def test_category_pvi_runs_with_null_passages(tiny_encoder: Path, tmp_path: Path
     assert {e.context for e in null_train} == {"？"}
     with pytest.raises(ValueError, match="needs categories"):
         compute_pvi(PVIConfig(task="category", data=[SAMPLE], out=tmp_path / "x"))
+
+
+def test_grouping_figures_take_each_task_from_its_model(tiny_encoder: Path) -> None:
+    from bench.task_grouping import grouping_figures, parameter_counts
+
+    counts = parameter_counts(str(tiny_encoder), 6)
+    hidden = json.loads((tiny_encoder / "config.json").read_text())["hidden_size"]
+    assert (counts["span"], counts["support"]) == (2 * hidden + 2, hidden + 1)
+    assert counts["category"] == hidden * 256 + 256 + 256 * 6 + 6
+    summary = {"variants": {"span_support": {"em": 20.0, "em_ci95": [18, 22], "f1": 37.0, "f1_ci95": [35, 39],
+                                             "support_em": 60.0, "support_em_ci95": [58, 62]},
+                            "category_only": {"category_macro_f1": 58.0, "category_macro_f1_ci95": [50, 66]}}}
+    pvi = grouping_figures([["span", "support"], ["category"]], summary, counts)
+    assert pvi["models"] == ["span_support", "category_only"]
+    assert (pvi["em"], pvi["support_em"], pvi["category_macro_f1"]) == (20.0, 60.0, 58.0)
+    assert pvi["parameters"] == 2 * counts["encoder"] + counts["span"] + counts["support"] + counts["category"]
+    single = grouping_figures([["span"], ["support"], ["category"]], summary, counts)
+    assert "em" not in single and single["parameters"] == 3 * counts["encoder"] + sum(
+        counts[t] for t in ("span", "support", "category"))
