@@ -15,7 +15,7 @@ import torch
 from conftest import ROOT, shared_path
 from kg.records import Triple
 from kg.snapshot import Snapshot, snapshot_from_records
-from mrc.categories import CategoryLabels, class_weights, gold_set, predicted_set, set_metrics
+from mrc.categories import CategoryLabels, class_weights, gold_set, labels_digest, predicted_set, set_metrics
 from mrc.category_labels import LabelConfig, check_against, label_examples, soft_label
 from mrc.data import DataError, read_dataset
 from mrc.features import FeatureConfig
@@ -293,3 +293,14 @@ def test_label_categories_cli(sample_index, tmp_path: Path) -> None:  # type: ig
                               str(tmp_path / "d.json")], capture_output=True, text=True)
     assert missing.returncode == 1 and "nope.json: no such file" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_labels_digest_is_the_labels_not_the_report(tmp_path: Path) -> None:
+    """Runs are identified by the labels they train on; a labelling's report (its printed sample) may differ."""
+    labels = CategoryLabels(categories=CATEGORIES, labels=SAMPLE_LABELS)
+    a, b, c = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    labels.model_copy(update={"report": {"sample": [{"entities": ["x", "y"]}]}}).write(a)
+    labels.model_copy(update={"report": {"sample": [{"entities": ["y", "x"]}]}}).write(b)
+    first = next(iter(SAMPLE_LABELS))
+    CategoryLabels(categories=CATEGORIES, labels={**SAMPLE_LABELS, first: {"Other": 1.0}}).write(c)
+    assert a.read_bytes() != b.read_bytes() and labels_digest(a) == labels_digest(b) != labels_digest(c)
