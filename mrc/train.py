@@ -320,8 +320,7 @@ def stage_settings(config: TrainConfig) -> tuple[TrainConfig, str]:
         "train": list(stage.data), "validation": None,
         "epochs": stage.epochs, "seed": stage.seed, "intermediate": IntermediateConfig(epochs=0),
         "model": ModelConfig(), "split": SplitConfig(validation_share=0.0),
-        "max_train_examples": None, "categories": None, "category_oversample": False, "selection": "f1",
-        "pvi": None, "knowledge_lr": None, "category_lr": None})
+        "max_train_examples": None, "categories": None, "selection": "f1", "pvi": None, "knowledge_lr": None})
     stage_id = fingerprint(stage_config, _RUN_ONLY - {"epochs"})
     # one directory per stage setting: runs whose stages differ (e.g. in lr) never overwrite each other's model
     out = (stage.cache or config.out / "intermediate") / hashlib.sha256(stage_id.encode()).hexdigest()[:12]
