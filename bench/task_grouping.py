@@ -55,6 +55,8 @@ def grouping_figures(parts: list[list[str]], summary: dict[str, Any], counts: di
                                "parameters": sum(counts["encoder"] + sum(counts[t] for t in p) for p in parts)}
     for score, task in (("em", "span"), ("f1", "span"), ("support_em", "support"), ("support_f1", "support"),
                         ("category_macro_f1", "category")):
+        if task not in owner:  # a task the grouping leaves out (e.g. PVI measured for span and support only)
+            continue
         row = summary["variants"].get(owner[task], {})
         if score in row:
             figures[score], figures[f"{score}_ci95"] = row[score], row[f"{score}_ci95"]
@@ -81,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     # the PVI grouping's answer and support models against the others', paired on the same questions and runs
     paired: dict[str, Any] = {}
     for task, scores in (("span", ("em", "f1")), ("support", ("support_em", "support_f1"))):
+        keep = {"questions", "runs"} | {f"{s}{end}" for s in scores for end in ("_diff", "_ci95")}
         mine = VARIANT[frozenset(next(p for p in pvi_parts if task in p))]
         for other in ("all_tasks", "single_task"):
             theirs = VARIANT[frozenset(next(p for p in groupings[other] if task in p))]
@@ -88,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             entry = paired_difference(records[mine], records[theirs], config.bootstrap) or {}
             paired[f"{task}:pvi-vs-{other}"] = {"models": [mine, theirs],
-                                                **{k: v for k, v in entry.items() if k.split("_ci95")[0]
-                                                   .removesuffix("_diff") in scores or k in ("questions", "runs")}}
+                                                **{k: v for k, v in entry.items() if k in keep}}
     result["paired"] = paired
     write_result("task_grouping", result)
     for name, g in result["groupings"].items():

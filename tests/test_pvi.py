@@ -146,5 +146,8 @@ def test_grouping_figures_take_each_task_from_its_model(tiny_encoder: Path) -> N
     assert (pvi["em"], pvi["support_em"], pvi["category_macro_f1"]) == (20.0, 60.0, 58.0)
     assert pvi["parameters"] == 2 * counts["encoder"] + counts["span"] + counts["support"] + counts["category"]
     single = grouping_figures([["span"], ["support"], ["category"]], summary, counts)
+    partial = grouping_figures([["span"], ["support"]], summary, counts)  # PVI measured for two tasks only
+    assert "category_macro_f1" not in partial and partial["parameters"] == 2 * counts["encoder"] + counts["span"] + \
+        counts["support"]
     assert "em" not in single and single["parameters"] == 3 * counts["encoder"] + sum(
         counts[t] for t in ("span", "support", "category"))
