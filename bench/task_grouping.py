@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     counts = parameter_counts(args.encoder, 6)
     pvi_parts = [[t for t in g if t in TASKS] for g in groups["groups"]]
     groupings = {"all_tasks": [list(TASKS)], "single_task": [[t] for t in TASKS], "pvi": pvi_parts}
-    result: dict[str, Any] = {"pvi_groups": groups["groups"], "pvi_tasks": groups["tasks"],
+    result: dict[str, Any] = {"config": str(args.config), "groups_file": str(args.groups),
+                              "protocol": {k: summary[k] for k in ("folds", "test_file", "seeds") if k in summary},
+                              "pvi_groups": groups["groups"], "pvi_tasks": groups["tasks"],
                               "welch": groups["welch"], "anova": groups["anova"], "parameter_counts": counts,
                               "groupings": {k: grouping_figures(v, summary, counts) for k, v in groupings.items()}}
     # the PVI grouping's answer and support models against the others', paired on the same questions and runs

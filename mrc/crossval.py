@@ -53,6 +53,9 @@ class CVConfig(BaseModel):
     pairs: list[tuple[str, str]] = Field(default_factory=list, description="further comparisons (variant, against), "
                                                                           "reported as 'variant-vs-against'")
     folds: int = Field(5, ge=2)
+    test: Path | None = Field(None, description="a test file instead of cross-validation: every run trains on "
+                                                "base.train (less its validation share) and is scored on this file; "
+                                                "recorded as fold 0, folds and run_folds unused")
     run_folds: list[int] | None = Field(None, description="only these folds (screening: [0]); None: all")
     seeds: list[int] = Field(default_factory=lambda: [1, 2, 3])
     out: Path = Field(Path("runs/cv"), description="run directories")
@@ -64,10 +67,20 @@ def run_config(config: CVConfig, variant: str, fold: int, seed: int) -> TrainCon
     data = json.loads(json.dumps(config.base, default=str))
     for key, value in config.variants[variant].items():
         set_dotted(data, key, value)
-    set_dotted(data, "split.folds", config.folds)
-    set_dotted(data, "split.fold", fold)
+    if config.test is not None:
+        data["test"] = str(config.test)
+    else:
+        set_dotted(data, "split.folds", config.folds)
+        set_dotted(data, "split.fold", fold)
     data.update(seed=seed, out=str(config.out / variant / f"fold{fold}_seed{seed}"))
     return TrainConfig.model_validate(data)
+
+
+def run_folds(config: CVConfig) -> list[int]:
+    """The folds to run: ``run_folds``, else all of them; [0] with a test file."""
+    if config.test is not None:
+        return [0]
+    return config.run_folds if config.run_folds is not None else list(range(config.folds))
 
 
 def run_hash(run: TrainConfig) -> str:
@@ -104,7 +117,7 @@ def run_cv(config: CVConfig, records_path: Path, train: Callable[[TrainConfig], 
     records = json.loads(records_path.read_text(encoding="utf-8")) if records_path.exists() else {}
     elsewhere = recorded_elsewhere(records_path) if records_path.parent.exists() else {}
     add_hashes(records, config, elsewhere)
-    folds = config.run_folds if config.run_folds is not None else list(range(config.folds))
+    folds = run_folds(config)
     order = [(seed, fold, variant) for seed in config.seeds for fold in folds for variant in config.variants]
     for n, (seed, fold, variant) in enumerate(order, 1):
         key = f"{fold}/{seed}"
@@ -162,7 +175,7 @@ def _run_workers(config: CVConfig, records_path: Path, workers: int) -> None:
     """The (seed, fold) groups in ``workers`` processes, after the variants' intermediate models are trained here
     (so no two workers train one). Each worker gets an equal share of the CPU threads; its log is
     ``OUT/worker-f{fold}-s{seed}.log``. Raises when a worker fails, after merging what the others recorded."""
-    folds = config.run_folds if config.run_folds is not None else list(range(config.folds))
+    folds = run_folds(config)
     records = json.loads(records_path.read_text(encoding="utf-8")) if records_path.exists() else {}
     groups = [(seed, fold) for seed in config.seeds for fold in folds
               if not all(_is_recorded(records, v, fold, seed, run_hash(run_config(config, v, fold, seed)))
@@ -323,7 +336,8 @@ def summarize(records: dict[str, Any], config: CVConfig) -> dict[str, Any]:
     # the best variant is chosen on validation (the test folds chose nothing), by answer F1
     chosen = [v for v in variants if "validation_f1" in variants[v]]
     best = max(chosen, key=lambda v: variants[v]["validation_f1"]) if chosen and len(chosen) == len(variants) else None
-    return {"folds": config.folds, "seeds": config.seeds, "variants": variants, "paired": paired,
+    protocol = {"test_file": str(config.test)} if config.test is not None else {"folds": config.folds}
+    return {**protocol, "seeds": config.seeds, "variants": variants, "paired": paired,
             "best_variant": best, "best_variant_by": "validation_f1"}
 
 

@@ -6,8 +6,9 @@ answerless windows kept, λ = 0.5, windows of 384 tokens with stride 128, fp32.
 Data: the training files are split by passage (never by question) into train, validation and, for
 cross-validation, a test fold (``SplitConfig``); the parts are written to OUT as SQuAD-layout JSON. Each epoch:
 train, evaluate on validation, tune the support threshold τ there, keep the best model (``OUT/best``) by answer
-F1. The test fold chose nothing: it is scored once, at the end, with the chosen model and τ
-(``OUT/test_metrics.json``, per question in ``OUT/test_scores.json``). ``OUT/checkpoint`` allows resuming.
+F1. The test part (a fold, or a separate ``test`` file) chose nothing: it is scored once, at the end, with the chosen
+model and τ (``OUT/test_metrics.json``, per question in ``OUT/test_scores.json``). ``OUT/checkpoint`` allows
+resuming.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ class TrainConfig(BaseModel):
     intermediate: IntermediateConfig = Field(default_factory=IntermediateConfig)
     train: list[Path] = Field(default_factory=list)
     validation: Path | None = Field(None, description="a validation file instead of a validation share")
+    test: Path | None = Field(None, description="a test file instead of a test fold (split.fold): scored once with "
+                                                "the epoch and τ chosen on validation")
     split: SplitConfig = Field(default_factory=SplitConfig)
     out: Path = Path("runs/mrc")
     seed: int = 1
@@ -209,6 +212,16 @@ def split_passages(examples: list[Example], config: SplitConfig) -> Split:
                  test=part(test))
 
 
+def sample_passages(examples: Sequence[Example], count: int, seed: int = 0) -> tuple[list[Example], list[Example]]:
+    """(sample, rest): the questions of ``count`` distinct passage texts drawn with ``random.Random(seed)`` from
+    the sorted texts, and the others. By text, so passages repeated under several ids fall on one side."""
+    texts = sorted({e.context for e in examples})
+    if not 0 < count < len(texts):
+        raise ValueError(f"cannot draw {count} of {len(texts)} distinct passages (0 < count < {len(texts)})")
+    chosen = set(random.Random(seed).sample(texts, count))
+    return [e for e in examples if e.context in chosen], [e for e in examples if e.context not in chosen]
+
+
 def write_squad(examples: Sequence[Example], path: Path) -> None:
     """Examples as a SQuAD-layout file (CMedMRC fields kept: 1-based support, question/context types)."""
     paragraphs: dict[str, dict[str, Any]] = {}
@@ -236,6 +249,14 @@ def load_examples(config: TrainConfig) -> Split:
         split.validation = read_dataset(config.validation, answer_policy=config.answer_policy)
     else:
         split = split_passages(examples, config.split)
+    if config.test is not None:
+        if config.split.fold is not None:
+            raise ValueError(f"test file {config.test} and split.fold {config.split.fold} both name a test part; "
+                             "give one")
+        split.test = read_dataset(config.test, answer_policy=config.answer_policy)
+        if shared := {e.context for e in split.test} & {e.context for e in examples}:
+            log.warning("%d passages of the test file %s are also in the training files: their questions do not "
+                        "measure unseen passages", len(shared), config.test)
     unusable = [e for e in split.train if not e.answers and not e.is_impossible]
     if unusable:  # answerable questions whose answers are not in the passage cannot be labelled
         log.warning("%d training questions have no answer inside their passage; left out of training",

@@ -42,7 +42,7 @@ FLAGS = {
     "doc_stride": "features.doc_stride", "negative_windows": "negative_windows", "metric": "metric",
     "support_weight": "model.support_weight", "answer_weight": "model.answer_weight", "device": "device",
     "precision": "precision", "resume": "resume", "progress": "progress", "selection": "selection",
-    "pvi": "pvi", "pvi_threshold": "pvi_threshold",
+    "pvi": "pvi", "pvi_threshold": "pvi_threshold", "test": "test",
 }
 CATEGORY_FLAGS = {"categories": "categories", "category_weight": "model.category_weight",
                   "category_pooling": "model.category_pooling", "category_hidden": "model.category_hidden",

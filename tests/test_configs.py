@@ -54,7 +54,10 @@ def test_cross_validation_configs(path: Path) -> None:
     for variant in config.variants:  # every run's training config validates before anything trains
         run = run_config(config, variant, fold=config.folds - 1, seed=config.seeds[0])
         FusionConfig.model_validate(run.model.fusion)
-        assert run.split.fold == config.folds - 1 and run.split.folds == config.folds
+        if config.test is not None:  # a held-out test file instead of folds
+            assert run.test == config.test and run.split.fold is None
+        else:
+            assert run.split.fold == config.folds - 1 and run.split.folds == config.folds
 
 
 def test_recipe_of_record_is_the_default() -> None:

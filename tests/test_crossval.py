@@ -12,6 +12,7 @@ import pytest
 from conftest import ROOT
 from mrc.crossval import CVConfig, current_runs, run_config, run_cv, run_hash, summarize, verdicts
 from mrc.data import read_dataset
+from mrc.train import sample_passages, write_squad
 
 SAMPLE = ROOT / "examples" / "sample_mrc.json"
 
@@ -124,6 +125,24 @@ def test_tiny_cross_validation_tests_every_question_once_and_resumes(tiny_encode
     summary = summarize(records, config)
     assert summary["variants"]["baseline"]["questions"] == len(ids)
     assert set(summary["paired"]) == {"high_lr"}
+
+
+def test_a_test_file_replaces_the_folds(tiny_encoder: Path, tmp_path: Path) -> None:
+    train, test = sample_passages(read_dataset(SAMPLE), 4, seed=0)
+    write_squad(train, tmp_path / "train.json")
+    write_squad(test, tmp_path / "test.json")
+    tiny = _tiny_config(tiny_encoder, tmp_path)
+    config = tiny.model_copy(update={"base": {**tiny.base, "train": [str(tmp_path / "train.json")]},
+                                     "test": tmp_path / "test.json"})
+    records = run_cv(config, tmp_path / "held_out.runs.json")
+    for variant in ("baseline", "high_lr"):  # one run per seed, scored on every question of the test file
+        assert list(records[variant]) == ["0/1"]
+        assert sorted(records[variant]["0/1"]["questions"]) == sorted(e.id for e in test)
+    saved = json.loads((tmp_path / "runs/baseline/fold0_seed1/train_config.json").read_text())
+    assert saved["split"]["fold"] is None and saved["test"] == str(tmp_path / "test.json")
+    summary = summarize(records, config)
+    assert summary["test_file"] == str(tmp_path / "test.json") and "folds" not in summary
+    assert summary["paired"]["high_lr"]["questions"] == len(test)
 
 
 def test_parallel_workers_record_the_same_protocol_and_merge_their_parts(tiny_encoder: Path, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from conftest import ROOT, shared_path
 from mrc.data import DataError, ReadReport, parse_support, read_dataset, sentence_spans
 from mrc.features import Feature, FeatureConfig, check_coverage, prepare_features, recover_answer
 from mrc.metrics import evaluate_predictions
-from mrc.train import SplitConfig, TrainConfig, split_passages, train_mrc
+from mrc.train import SplitConfig, TrainConfig, load_examples, sample_passages, split_passages, train_mrc, write_squad
 
 SAMPLE = ROOT / "examples" / "sample_mrc.json"
 
@@ -138,6 +138,30 @@ def test_split_by_passage_never_splits_a_passage() -> None:
     assert not final.test and len(final.train) + len(final.validation) == len(examples)
     with pytest.raises(ValueError, match="not one of the 3 folds"):
         split_passages(examples, SplitConfig(folds=3, fold=3))
+
+
+def test_sampled_passages_are_reproducible_and_keep_a_text_on_one_side(tmp_path: Path) -> None:
+    examples = read_dataset(SAMPLE)
+    twin = examples[0].model_copy(update={"passage_id": "twin", "id": "twin_q"})  # the same text under another id
+    examples.append(twin)
+    texts = sorted({e.context for e in examples})
+    sample, rest = sample_passages(examples, 2, seed=3)
+    assert len({e.context for e in sample}) == 2 and not {e.context for e in sample} & {e.context for e in rest}
+    assert sorted(e.id for e in sample + rest) == sorted(e.id for e in examples)
+    assert (examples[0] in sample) == (twin in sample)
+    assert [e.id for e in sample] == [e.id for e in sample_passages(examples, 2, seed=3)[0]]
+    assert {e.context for e in sample_passages(examples, 2, seed=4)[0]} != {e.context for e in sample}
+    with pytest.raises(ValueError, match=f"cannot draw {len(texts)} of {len(texts)}"):
+        sample_passages(examples, len(texts))
+    # a test file is the run's test part; with a test fold as well the run refuses to guess
+    write_squad(rest, tmp_path / "rest.json")
+    write_squad(sample, tmp_path / "sample.json")
+    split = load_examples(TrainConfig(train=[tmp_path / "sample.json"], test=tmp_path / "rest.json"))
+    assert sorted(e.id for e in split.test) == sorted(e.id for e in rest)
+    assert sorted(e.id for e in split.train + split.validation) == sorted(e.id for e in sample)
+    with pytest.raises(ValueError, match="both name a test part"):
+        load_examples(TrainConfig(train=[tmp_path / "sample.json"], test=tmp_path / "rest.json",
+                                  split=SplitConfig(folds=2, fold=0)))
 
 
 def test_tiny_model_overfits_and_resumes(tiny_encoder: Path, tmp_path: Path) -> None:
