@@ -140,7 +140,8 @@ def test_split_by_passage_never_splits_a_passage() -> None:
         split_passages(examples, SplitConfig(folds=3, fold=3))
 
 
-def test_sampled_passages_are_reproducible_and_keep_a_text_on_one_side(tmp_path: Path) -> None:
+def test_sampled_passages_are_reproducible_and_keep_a_text_on_one_side(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
     examples = read_dataset(SAMPLE)
     twin = examples[0].model_copy(update={"passage_id": "twin", "id": "twin_q"})  # the same text under another id
     examples.append(twin)
@@ -159,6 +160,9 @@ def test_sampled_passages_are_reproducible_and_keep_a_text_on_one_side(tmp_path:
     split = load_examples(TrainConfig(train=[tmp_path / "sample.json"], test=tmp_path / "rest.json"))
     assert sorted(e.id for e in split.test) == sorted(e.id for e in rest)
     assert sorted(e.id for e in split.train + split.validation) == sorted(e.id for e in sample)
+    with caplog.at_level("WARNING", logger="mrc.train"):
+        load_examples(TrainConfig(train=[tmp_path / "sample.json"], test=tmp_path / "sample.json"))
+    assert "2 passages of the test file" in caplog.text  # a test file that overlaps training is named
     with pytest.raises(ValueError, match="both name a test part"):
         load_examples(TrainConfig(train=[tmp_path / "sample.json"], test=tmp_path / "rest.json",
                                   split=SplitConfig(folds=2, fold=0)))

@@ -151,3 +151,21 @@ def test_grouping_figures_take_each_task_from_its_model(tiny_encoder: Path) -> N
         counts["support"]
     assert "em" not in single and single["parameters"] == 3 * counts["encoder"] + sum(
         counts[t] for t in ("span", "support", "category"))
+
+
+def test_category_figures_by_gold_category_and_hand_label_agreement() -> None:
+    from bench.pvi_figures import by_category, label_agreement
+    from mrc.categories import CategoryLabels
+
+    cats = ["Diagnosis", "Lab", "Other"]
+    auto = CategoryLabels(categories=cats, labels={"a": {"Diagnosis": 1.0}, "b": {"Lab": 1.0, "Diagnosis": 0.3},
+                                                   "c": {"Other": 1.0}, "d": {"Lab": 1.0}})
+    values = {"a": -1.0, "b": 2.0, "c": -0.5, "d": 0.0, "e": 5.0}
+    assert by_category(values, auto) == {"Diagnosis": {"questions": 1, "mean_pvi": -1.0},
+                                         "Lab": {"questions": 2, "mean_pvi": 1.0},
+                                         "Other": {"questions": 1, "mean_pvi": -0.5}}
+    hand = CategoryLabels(categories=cats, labels={"a": {"Diagnosis": 1.0}, "c": {"Lab": 1.0}, "b": {"Lab": 1.0},
+                                                   "d": {"Other": 1.0}, "z": {"Other": 1.0}})
+    found = label_agreement(values, auto, [hand])  # below 0: a agrees, c not; at or above: b agrees (0.3 < ½), d not
+    assert found["below_0"] == {"questions": 2, "agreement": 0.5}
+    assert found["at_or_above_0"] == {"questions": 2, "agreement": 0.5} and found["fisher_p"] == 1.0
