@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kgutil.cli import ConfigError, add_common_args, add_field_args, build_config, setup_logging
+from kgutil.cli import add_common_args, add_field_args, parse_config
 from mrc.data import DataError, read_dataset
 from mrc.train import sample_passages, write_squad
 
@@ -37,12 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_field_args(p, SampleConfig, ["data", "count", "seed", "out", "rest"])
     add_common_args(p)
-    args = p.parse_args(argv)
-    setup_logging(args.log_level)
+    _, config = parse_config(p, SampleConfig, argv)
     try:
-        config = build_config(SampleConfig, args)
         sample, rest = sample_passages(read_dataset(config.data), config.count, config.seed)
-    except (ConfigError, DataError, ValueError) as err:
+    except (DataError, ValueError) as err:
         log.error("%s", err)
         return 2
     write_squad(sample, config.out)

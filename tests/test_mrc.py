@@ -168,6 +168,17 @@ def test_sampled_passages_are_reproducible_and_keep_a_text_on_one_side(tmp_path:
                                   split=SplitConfig(folds=2, fold=0)))
 
 
+def test_sample_passages_cli_writes_both_sides_and_refuses_bad_counts(tmp_path: Path) -> None:
+    script = [sys.executable, str(ROOT / "scripts" / "sample_passages.py"), "--data", str(SAMPLE)]
+    done = subprocess.run([*script, "--count", "2", "--out", str(tmp_path / "a.json"), "--rest",
+                           str(tmp_path / "b.json")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    a, b = read_dataset(tmp_path / "a.json"), read_dataset(tmp_path / "b.json")
+    assert len({e.context for e in a}) == 2 and len(a) + len(b) == len(read_dataset(SAMPLE))
+    bad = subprocess.run([*script, "--count", "99", "--out", str(tmp_path / "c.json")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "cannot draw 99" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_tiny_model_overfits_and_resumes(tiny_encoder: Path, tmp_path: Path) -> None:
     config = TrainConfig(encoder=str(tiny_encoder), train=[SAMPLE], validation=SAMPLE, out=tmp_path / "run",
                          epochs=12, batch_size=4, lr=3e-3, warmup_ratio=0.0, progress=False, seed=3,
