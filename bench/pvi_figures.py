@@ -35,7 +35,8 @@ def task_figures(out: Path, values: dict[str, float]) -> dict[str, Any]:
     arr = np.array(list(values.values()))
     return {**summary, "median": round(float(np.median(arr)), 4), "share_below_0": round(float((arr < 0).mean()), 4),
             "share_below_minus_1": round(float((arr < -1).mean()), 4),
-            "budget": {"epochs": training["epochs"], "intermediate_epochs": training["intermediate"]["epochs"]}}
+            "budget": {"encoder": training["encoder"], "epochs": training["epochs"],
+                       "intermediate_epochs": training["intermediate"]["epochs"]}}
 
 
 def by_category(values: dict[str, float], labels: CategoryLabels) -> dict[str, Any]:
