@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Joint vs single vs PVI-chosen task groups (Li et al.): each grouping's models, their test figures under 5-fold
-cross-validation and their parameters.
+"""Joint vs single vs PVI-chosen task groups (Li et al.): each grouping's models, their test figures under the
+config's protocol (5-fold cross-validation by passage, or a held-out test file) and their parameters.
 
   python scripts/group_tasks.py pvi/span pvi/support pvi/category --out pvi/groups.json
   python bench/mrc_cv.py --config configs/cv/task_combinations.yaml --seeds 1      # one model per task set
@@ -9,8 +9,9 @@ cross-validation and their parameters.
 A grouping is a partition of {span, support, category}; each part is one model (the task_combinations variant that
 trains exactly those losses). Answer EM/F1 come from the part holding the span task, support EM/F1 from the part
 holding support, category macro F1 from the part holding categories; parameters are the sum over parts of the
-encoder and the heads each part trains. Paired differences (95% bootstrap CIs over questions) compare the PVI
-grouping with all-tasks and single-task on the same questions, folds and seeds.
+encoder and the heads each part trains. The config's reference variant, when it trains a known task set, is a
+further grouping ("reference": the recipe's tasks only). Paired differences (95% bootstrap CIs over questions) compare
+the PVI grouping with each other grouping on the same questions, folds and seeds.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ VARIANT = {frozenset({"span", "support", "category"}): "all_tasks", frozenset({"
            frozenset({"support"}): "support_only", frozenset({"category"}): "category_only",
            frozenset({"span", "support"}): "span_support", frozenset({"span", "category"}): "span_category",
            frozenset({"support", "category"}): "support_category"}
+TASK_SET = {variant: [t for t in TASKS if t in tasks] for tasks, variant in VARIANT.items()}
 HEADS = {"span": "span.", "support": "support.", "category": "category."}
 
 
@@ -63,6 +65,22 @@ def grouping_figures(parts: list[list[str]], summary: dict[str, Any], counts: di
     return figures
 
 
+def comparisons(groupings: dict[str, list[list[str]]]) -> list[tuple[str, str, str]]:
+    """(key, PVI grouping's model, other grouping's model) for the answer and support tasks, where they differ."""
+    def model(grouping: str, task: str) -> str | None:
+        part = next((p for p in groupings[grouping] if task in p), None)
+        return VARIANT[frozenset(part)] if part else None
+
+    found = []
+    for task in ("span", "support"):
+        mine = model("pvi", task)
+        for other in (g for g in groupings if g != "pvi"):
+            theirs = model(other, task)
+            if mine and theirs and mine != theirs:
+                found.append((f"{task}:pvi-vs-{other}", mine, theirs))
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--groups", type=Path, required=True, help="scripts/group_tasks.py output (JSON)")
@@ -77,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     counts = parameter_counts(args.encoder, 6)
     pvi_parts = [[t for t in g if t in TASKS] for g in groups["groups"]]
     groupings = {"all_tasks": [list(TASKS)], "single_task": [[t] for t in TASKS], "pvi": pvi_parts}
+    if config.reference in TASK_SET:
+        groupings["reference"] = [TASK_SET[config.reference]]
     result: dict[str, Any] = {"config": str(args.config), "groups_file": str(args.groups),
                               "protocol": {k: summary[k] for k in ("folds", "test_file", "seeds") if k in summary},
                               "pvi_groups": groups["groups"], "pvi_tasks": groups["tasks"],
@@ -84,16 +104,12 @@ def main(argv: list[str] | None = None) -> int:
                               "groupings": {k: grouping_figures(v, summary, counts) for k, v in groupings.items()}}
     # the PVI grouping's answer and support models against the others', paired on the same questions and runs
     paired: dict[str, Any] = {}
-    for task, scores in (("span", ("em", "f1")), ("support", ("support_em", "support_f1"))):
-        keep = {"questions", "runs"} | {f"{s}{end}" for s in scores for end in ("_diff", "_ci95")}
-        mine = VARIANT[frozenset(next(p for p in pvi_parts if task in p))]
-        for other in ("all_tasks", "single_task"):
-            theirs = VARIANT[frozenset(next(p for p in groupings[other] if task in p))]
-            if mine == theirs or mine not in records or theirs not in records:
-                continue
+    for key, mine, theirs in comparisons(groupings):
+        if mine in records and theirs in records:
+            scores = ("em", "f1") if key.startswith("span") else ("support_em", "support_f1")
+            keep = {"questions", "runs"} | {f"{s}{end}" for s in scores for end in ("_diff", "_ci95")}
             entry = paired_difference(records[mine], records[theirs], config.bootstrap) or {}
-            paired[f"{task}:pvi-vs-{other}"] = {"models": [mine, theirs],
-                                                **{k: v for k, v in entry.items() if k in keep}}
+            paired[key] = {"models": [mine, theirs], **{k: v for k, v in entry.items() if k in keep}}
     result["paired"] = paired
     write_result("task_grouping", result)
     for name, g in result["groupings"].items():

@@ -169,3 +169,17 @@ def test_category_figures_by_gold_category_and_hand_label_agreement() -> None:
     found = label_agreement(values, auto, [hand])  # below 0: a agrees, c not; at or above: b agrees (0.3 < ½), d not
     assert found["below_0"] == {"questions": 2, "agreement": 0.5}
     assert found["at_or_above_0"] == {"questions": 2, "agreement": 0.5} and found["fisher_p"] == 1.0
+
+
+def test_comparisons_pair_the_pvi_models_with_each_other_groupings() -> None:
+    from bench.task_grouping import comparisons
+
+    groupings = {"all_tasks": [["span", "support", "category"]], "single_task": [["span"], ["support"], ["category"]],
+                 "pvi": [["span"], ["support"], ["category"]], "reference": [["span", "support"]]}
+    assert comparisons(groupings) == [("span:pvi-vs-all_tasks", "span_only", "all_tasks"),
+                                      ("span:pvi-vs-reference", "span_only", "span_support"),
+                                      ("support:pvi-vs-all_tasks", "support_only", "all_tasks"),
+                                      ("support:pvi-vs-reference", "support_only", "span_support")]
+    groupings["pvi"] = [["span", "support"]]  # PVI measured for two tasks only, which it groups
+    assert ("span:pvi-vs-single_task", "span_support", "span_only") in comparisons(groupings)
+    assert not [c for c in comparisons(groupings) if c[0].endswith("reference")]
