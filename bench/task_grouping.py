@@ -8,10 +8,11 @@ config's protocol (5-fold cross-validation by passage, or a held-out test file) 
 
 A grouping is a partition of {span, support, category}; each part is one model (the task_combinations variant that
 trains exactly those losses). Answer EM/F1 come from the part holding the span task, support EM/F1 from the part
-holding support, category macro F1 from the part holding categories; parameters are the sum over parts of the
-encoder and the heads each part trains. The config's reference variant, when it trains a known task set, is a
-further grouping ("reference": the recipe's tasks only). Paired differences (95% bootstrap CIs over questions) compare
-the PVI grouping with each other grouping on the same questions, folds and seeds.
+holding support, category macro F1 from the part holding categories, each with its 95% bootstrap CI over questions
+and, with several seeds, the mean over seeds with its 95% t-interval ("over_seeds"); parameters are the sum over
+parts of the encoder and the heads each part trains. The config's reference variant, when it trains a known task
+set, is a further grouping ("reference": the recipe's tasks only). Paired differences (95% bootstrap CIs over
+questions) compare the PVI grouping with each other grouping on the same questions, folds and seeds.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def grouping_figures(parts: list[list[str]], summary: dict[str, Any], counts: di
         row = summary["variants"].get(owner[task], {})
         if score in row:
             figures[score], figures[f"{score}_ci95"] = row[score], row[f"{score}_ci95"]
+        if score in (seeds := row.get("over_seeds", {})):  # several seeds: the mean over seeds, its t-interval
+            figures.setdefault("over_seeds", {})[score] = {"mean": seeds[score], "ci95": seeds[f"{score}_ci95"],
+                                                          "seeds": seeds["seeds"]}
     return figures
 
 

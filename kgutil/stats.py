@@ -1,12 +1,16 @@
-"""Percentile-bootstrap confidence intervals over paired per-item values (questions, test triples).
+"""Confidence intervals: percentile bootstrap over paired per-item values (questions, test triples), and Student's t
+over a few independent replicates (seeds).
 
-Rows are resampled with replacement; a statistic of the resampled columns' means is recorded per round, and the
-95% interval is its 2.5th–97.5th percentile. Resampling rows keeps pairs together (paired comparisons).
+Bootstrap: rows are resampled with replacement; a statistic of the resampled columns' means is recorded per round,
+and the 95% interval is its 2.5th–97.5th percentile. Resampling rows keeps pairs together (paired comparisons).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from scipy import stats
 
 
 def _resampled_means(columns: np.ndarray, rounds: int, seed: int) -> np.ndarray:
@@ -35,3 +39,14 @@ def paired_ci(a: np.ndarray, b: np.ndarray, rounds: int = 10_000, seed: int = 0
     one draw for both; the first equals ``bootstrap_ci(a − b)`` with the same seed)."""
     means = _resampled_means(np.stack([a, b], axis=1).astype(float), rounds, seed)
     return _interval(means[:, 0] - means[:, 1]), _interval(means[:, 0] / means[:, 1])
+
+
+def t_interval(values: np.ndarray) -> tuple[float, float]:
+    """95% Student-t interval of mean(values): mean ± t(0.975, n − 1) · s / √n (t = 4.303 for n = 3, 2.776 for
+    n = 5); a single value is its own interval."""
+    arr = np.asarray(values, dtype=float)
+    mean = float(arr.mean())
+    if len(arr) < 2:
+        return mean, mean
+    half = float(stats.t.ppf(0.975, len(arr) - 1) * arr.std(ddof=1) / math.sqrt(len(arr)))
+    return mean - half, mean + half

@@ -27,11 +27,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from scipy import stats
 
 from kgutil.cli import set_dotted
 from kgutil.device import resolve_device
 from kgutil.io import atomic_write_text
+from kgutil.stats import t_interval
 from mrc.categories import CategoryLabels, attach_labels, gold_set
 from mrc.data import Example, read_dataset, sentence_spans
 from mrc.features import FeatureConfig, answer_tokens, prepare_features
@@ -152,10 +152,8 @@ def pvi_values(with_input: dict[str, list[float]], null: dict[str, list[float]])
 def v_information(values: Sequence[float]) -> dict[str, Any]:
     """Mean PVI with its 95% t-interval."""
     arr = np.asarray(values, dtype=float)
-    mean = float(arr.mean())
-    half = float(stats.t.ppf(0.975, len(arr) - 1) * arr.std(ddof=1) / math.sqrt(len(arr))) if len(arr) > 1 else 0.0
-    return {"examples": len(arr), "v_information": round(mean, 4),
-            "ci95": [round(mean - half, 4), round(mean + half, 4)], "std": round(float(arr.std(ddof=1)), 4)
+    return {"examples": len(arr), "v_information": round(float(arr.mean()), 4),
+            "ci95": [round(x, 4) for x in t_interval(arr)], "std": round(float(arr.std(ddof=1)), 4)
             if len(arr) > 1 else 0.0}
 
 

@@ -40,6 +40,25 @@ def test_summary_pairs_on_shared_questions_and_seeds() -> None:
         "baseline"  # better on test, worse on validation: validation decides
 
 
+def test_several_seeds_get_a_t_interval_over_seed_means() -> None:
+    def run(em: list[float], gold: list[str], predicted: list[str]) -> dict:
+        return {"questions": {f"q{i}": {"em": v, "categories": {"gold": [g], "predicted": [p]}}
+                              for i, (v, g, p) in enumerate(zip(em, gold, predicted))}}
+
+    gold = ["A", "B", "A", "B"]
+    runs = {"0/1": run([1, 1, 0, 0], gold, gold),           # seed 1: EM 50, macro F1 100
+            "0/2": run([1, 1, 1, 0], gold, ["A"] * 4),      # seed 2: EM 75, macro F1 (2/3 + 0) / 2
+            "0/3": run([1, 1, 1, 1], gold, gold)}           # seed 3: EM 100, macro F1 100
+    seeds = summarize({"baseline": runs}, CVConfig(folds=2, seeds=[1, 2, 3], bootstrap=200))["variants"][
+        "baseline"]["over_seeds"]
+    half = 4.303 * 25.0 / np.sqrt(3)  # t(0.975, 2) · s / √3 with s = 25 over the seed means 50, 75, 100
+    assert seeds["seeds"] == [1, 2, 3] and seeds["em"] == 75.0
+    assert seeds["em_ci95"] == pytest.approx([75 - half, 75 + half], abs=0.01)
+    assert seeds["category_macro_f1"] == pytest.approx((200 + 100 / 3) / 3, abs=0.01)
+    assert "over_seeds" not in summarize({"baseline": {"0/1": runs["0/1"]}}, CVConfig(folds=2, seeds=[1]))[
+        "variants"]["baseline"]  # one seed: no interval over seeds
+
+
 def test_run_identity_follows_the_labels_content(tmp_path: Path) -> None:
     labels = tmp_path / "labels.json"
     config = CVConfig(base={"train": [str(SAMPLE)]},

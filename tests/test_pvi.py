@@ -141,8 +141,10 @@ def test_grouping_figures_take_each_task_from_its_model(tiny_encoder: Path) -> N
     summary = {"variants": {"span_support": {"em": 20.0, "em_ci95": [18, 22], "f1": 37.0, "f1_ci95": [35, 39],
                                              "support_em": 60.0, "support_em_ci95": [58, 62]},
                             "category_only": {"category_macro_f1": 58.0, "category_macro_f1_ci95": [50, 66]}}}
+    summary["variants"]["span_support"]["over_seeds"] = {"seeds": [1, 2, 3], "f1": 36.0, "f1_ci95": [30.0, 42.0]}
     pvi = grouping_figures([["span", "support"], ["category"]], summary, counts)
     assert pvi["models"] == ["span_support", "category_only"]
+    assert pvi["over_seeds"] == {"f1": {"mean": 36.0, "ci95": [30.0, 42.0], "seeds": [1, 2, 3]}}
     assert (pvi["em"], pvi["support_em"], pvi["category_macro_f1"]) == (20.0, 60.0, 58.0)
     assert pvi["parameters"] == 2 * counts["encoder"] + counts["span"] + counts["support"] + counts["category"]
     single = grouping_figures([["span"], ["support"], ["category"]], summary, counts)
