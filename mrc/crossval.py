@@ -309,10 +309,13 @@ def macro_f1_ci(mine: CategorySets, theirs: CategorySets | None = None, rounds: 
 
 def over_seeds(runs: dict[str, Any]) -> dict[str, Any]:
     """Per score, the mean over seeds of each seed's mean (×100) with its 95% Student-t interval over seeds (the
-    seeds are the independent replicates: t = 4.303 for 3 seeds); empty for runs of one seed."""
+    seeds are the independent replicates: t = 4.303 for 3 seeds). Only seeds with runs on every fold recorded count
+    (a seed part-way through would be scored on other questions); empty for fewer than two such seeds."""
     by_seed: dict[int, dict[str, Any]] = {}
     for key, run in runs.items():
         by_seed.setdefault(int(key.split("/")[1]), {})[key] = run
+    folds = {key.split("/")[0] for key in runs}
+    by_seed = {seed: r for seed, r in by_seed.items() if {key.split("/")[0] for key in r} == folds}
     if len(by_seed) < 2:
         return {}
     figures: dict[str, Any] = {"seeds": sorted(by_seed)}
@@ -322,7 +325,7 @@ def over_seeds(runs: dict[str, Any]) -> dict[str, Any]:
             values = np.array([np.mean(m) for m in means]) * 100
             figures[score] = round(float(values.mean()), 2)
             figures[f"{score}_ci95"] = [round(x, 2) for x in t_interval(values)]
-    sets = _category_sets(runs)
+    sets = _category_sets({key: run for seed_runs in by_seed.values() for key, run in seed_runs.items()})
     if len(sets) == len(by_seed):
         values = np.array([_macro_f1({seed: s}, list(s)) for seed, s in sets.items()])
         figures["category_macro_f1"] = round(float(values.mean()), 2)

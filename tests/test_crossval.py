@@ -41,20 +41,22 @@ def test_summary_pairs_on_shared_questions_and_seeds() -> None:
 
 
 def test_several_seeds_get_a_t_interval_over_seed_means() -> None:
-    def run(em: list[float], gold: list[str], predicted: list[str]) -> dict:
-        return {"questions": {f"q{i}": {"em": v, "categories": {"gold": [g], "predicted": [p]}}
+    def run(em: list[float], gold: list[str], predicted: list[str], prefix: str = "q") -> dict:
+        return {"questions": {f"{prefix}{i}": {"em": v, "categories": {"gold": [g], "predicted": [p]}}
                               for i, (v, g, p) in enumerate(zip(em, gold, predicted))}}
 
     gold = ["A", "B", "A", "B"]
-    runs = {"0/1": run([1, 1, 0, 0], gold, gold),           # seed 1: EM 50, macro F1 100
-            "0/2": run([1, 1, 1, 0], gold, ["A"] * 4),      # seed 2: EM 75, macro F1 (2/3 + 0) / 2
-            "0/3": run([1, 1, 1, 1], gold, gold)}           # seed 3: EM 100, macro F1 100
-    seeds = summarize({"baseline": runs}, CVConfig(folds=2, seeds=[1, 2, 3], bootstrap=200))["variants"][
+    runs = {"0/1": run([1, 1, 0, 0], gold, gold),           # with fold 1 below, seed 1: EM 40, macro F1 100
+            "0/2": run([1, 1, 1, 0], gold, ["A"] * 4),      # seed 2: EM 60, macro F1 (F1(A) 3/4 + F1(B) 0) / 2
+            "0/3": run([1, 1, 1, 1], gold, gold),           # seed 3: EM 80, macro F1 100
+            "0/4": run([0, 0, 0, 0], gold, gold)}           # seed 4 has fold 0 only: left out of the interval
+    runs.update({f"1/{seed}": run([0], ["A"], ["A"], prefix="r") for seed in (1, 2, 3)})
+    seeds = summarize({"baseline": runs}, CVConfig(folds=2, seeds=[1, 2, 3, 4], bootstrap=200))["variants"][
         "baseline"]["over_seeds"]
-    half = 4.303 * 25.0 / np.sqrt(3)  # t(0.975, 2) · s / √3 with s = 25 over the seed means 50, 75, 100
-    assert seeds["seeds"] == [1, 2, 3] and seeds["em"] == 75.0
-    assert seeds["em_ci95"] == pytest.approx([75 - half, 75 + half], abs=0.01)
-    assert seeds["category_macro_f1"] == pytest.approx((200 + 100 / 3) / 3, abs=0.01)
+    half = 4.303 * 20.0 / np.sqrt(3)  # t(0.975, 2) · s / √3 with s = 20 over the seed means 40, 60, 80
+    assert seeds["seeds"] == [1, 2, 3] and seeds["em"] == 60.0
+    assert seeds["em_ci95"] == pytest.approx([60 - half, 60 + half], abs=0.01)
+    assert seeds["category_macro_f1"] == pytest.approx((200 + 37.5) / 3, abs=0.01)
     assert "over_seeds" not in summarize({"baseline": {"0/1": runs["0/1"]}}, CVConfig(folds=2, seeds=[1]))[
         "variants"]["baseline"]  # one seed: no interval over seeds
 
