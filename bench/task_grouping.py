@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, g in result["groupings"].items():
         print(f"{name:12s} {g['parts']}  EM {g.get('em')} F1 {g.get('f1')}  support EM {g.get('support_em')}  "
               f"category macro F1 {g.get('category_macro_f1')}  parameters {g['parameters']:,}")
+        for score, seeds in g.get("over_seeds", {}).items():
+            print(f"{'':12s} {score} over seeds {seeds['seeds']}: {seeds['mean']} {seeds['ci95']}")
     for key, entry in paired.items():
         print(key, json.dumps(entry, ensure_ascii=False))
     return 0
