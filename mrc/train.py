@@ -133,9 +133,10 @@ class TrainConfig(BaseModel):
     pvi: Path | None = Field(None, description="per-example PVI (scripts/pvi.py, pvi.jsonl): training questions "
                                                "below pvi_threshold are left out (likely label errors)")
     pvi_threshold: float = Field(0.0, description="bits")
-    selection: Literal["f1", "support_f1", "category_macro_f1"] = Field(
+    selection: Literal["f1", "support_f1", "category_macro_f1", "tasks"] = Field(
         "f1", description="validation figure that chooses the epoch (answer F1; support F1 or category macro F1 "
-                          "for models trained without the span loss)")
+                          "for models trained without the span loss; tasks: the mean of the figures of every task "
+                          "the model trains)")
 
 
 _CATEGORY_SETTINGS = ("category_lr", "category_oversample")
@@ -546,7 +547,7 @@ def _end_of_epoch(model: BaselineMRC, tokenizer: Any, config: TrainConfig, held_
     log.info("epoch %d: EM %.2f F1 %.2f support EM %.2f F1 %.2f (τ=%.2f)", record["epoch"],
              metrics["overall"].get("em", 0), metrics["overall"].get("f1", 0),
              metrics["overall"].get("support_em", 0), metrics["overall"].get("support_f1", 0), tau)
-    if best is not None and selection_score(metrics, config.selection) <= selection_score(best, config.selection):
+    if best is not None and selection_score(metrics, config) <= selection_score(best, config):
         return best
     save_model(model, tokenizer, config.out / "best", {"support_threshold": tau, "features": json.loads(
         config.features.model_dump_json()), "max_answer_length": config.max_answer_length})
@@ -555,11 +556,21 @@ def _end_of_epoch(model: BaselineMRC, tokenizer: Any, config: TrainConfig, held_
     return metrics
 
 
-def selection_score(metrics: dict[str, Any], selection: str) -> float:
-    """The validation figure that chooses the epoch."""
-    if selection == "category_macro_f1":
+def selection_score(metrics: dict[str, Any], config: TrainConfig) -> float:
+    """The validation figure that chooses the epoch: ``config.selection``, or for ``tasks`` the mean of answer F1
+    (λ_A > 0), support F1 (λ > 0) and category macro F1 (with categories) — the figures of the tasks trained."""
+    names = [config.selection]
+    if config.selection == "tasks":
+        names = [name for name, trained in (("f1", config.model.answer_weight > 0),
+                                            ("support_f1", config.model.support_weight > 0),
+                                            ("category_macro_f1", config.categories is not None)) if trained]
+    return sum(_figure(metrics, name) for name in names) / max(len(names), 1)
+
+
+def _figure(metrics: dict[str, Any], name: str) -> float:
+    if name == "category_macro_f1":
         return metrics.get("categories", {}).get("macro_f1", 0.0)
-    return metrics["overall"].get(selection, 0.0)
+    return metrics["overall"].get(name, 0.0)
 
 
 def score_test(config: TrainConfig, test: list[Example]) -> dict[str, Any]:

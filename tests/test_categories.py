@@ -21,7 +21,7 @@ from mrc.data import DataError, read_dataset
 from mrc.features import FeatureConfig
 from mrc.inference import evaluate_saved_model
 from mrc.model import ModelConfig, load_model
-from mrc.train import TrainConfig, category_repeats, train_mrc
+from mrc.train import TrainConfig, category_repeats, selection_score, train_mrc
 from retrieval.index import IndexConfig, build_index
 from retrieval.linker import EntityLinker, Link
 
@@ -277,6 +277,19 @@ def test_category_only_model_selects_by_category_f1(tiny_encoder: Path, tmp_path
     bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_mrc.py"), "--train", str(SAMPLE_QA),
                           "--category-head", "--out", str(tmp_path / "x")], capture_output=True, text=True)
     assert bad.returncode == 2 and "--category-head needs --categories" in bad.stderr
+
+
+def test_tasks_selection_is_the_mean_of_the_trained_tasks_figures(tmp_path: Path) -> None:
+    metrics = {"overall": {"f1": 40.0, "support_f1": 70.0, "em": 10.0}, "categories": {"macro_f1": 25.0}}
+    labels = tmp_path / "c.json"
+    joint = TrainConfig(train=[SAMPLE_QA], categories=labels, selection="tasks")
+    assert selection_score(metrics, joint) == pytest.approx((40 + 70 + 25) / 3)
+    assert selection_score(metrics, joint.model_copy(update={"selection": "f1"})) == 40.0
+    span_only = TrainConfig(train=[SAMPLE_QA], selection="tasks", model=ModelConfig(support_weight=0.0))
+    assert selection_score(metrics, span_only) == 40.0
+    no_span = TrainConfig(train=[SAMPLE_QA], categories=labels, selection="tasks",
+                          model=ModelConfig(answer_weight=0.0))
+    assert selection_score(metrics, no_span) == pytest.approx((70 + 25) / 2)
 
 
 def test_label_categories_cli(sample_index, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
