@@ -12,7 +12,8 @@ holding support, category macro F1 from the part holding categories, each with i
 and, with several seeds, the mean over seeds with its 95% t-interval ("over_seeds"); parameters are the sum over
 parts of the encoder and the heads each part trains. The config's reference variant, when it trains a known task
 set, is a further grouping ("reference": the recipe's tasks only). Paired differences (95% bootstrap CIs over
-questions) compare the PVI grouping with each other grouping on the same questions, folds and seeds.
+questions; for category macro F1 over the questions' category sets) compare the PVI grouping's model of each task
+with each other grouping's on the same questions, folds and seeds.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ VARIANT = {frozenset({"span", "support", "category"}): "all_tasks", frozenset({"
            frozenset({"support", "category"}): "support_category"}
 TASK_SET = {variant: [t for t in TASKS if t in tasks] for tasks, variant in VARIANT.items()}
 HEADS = {"span": "span.", "support": "support.", "category": "category."}
+PAIRED_SCORES = {"span": ("em", "f1"), "support": ("support_em", "support_f1"), "category": ("category_macro_f1",)}
 
 
 def parameter_counts(encoder: str, categories: int) -> dict[str, int]:
@@ -70,13 +72,13 @@ def grouping_figures(parts: list[list[str]], summary: dict[str, Any], counts: di
 
 
 def comparisons(groupings: dict[str, list[list[str]]]) -> list[tuple[str, str, str]]:
-    """(key, PVI grouping's model, other grouping's model) for the answer and support tasks, where they differ."""
+    """(key, PVI grouping's model, other grouping's model) per task, where they differ."""
     def model(grouping: str, task: str) -> str | None:
         part = next((p for p in groupings[grouping] if task in p), None)
         return VARIANT[frozenset(part)] if part else None
 
     found = []
-    for task in ("span", "support"):
+    for task in TASKS:
         mine = model("pvi", task)
         for other in (g for g in groupings if g != "pvi"):
             theirs = model(other, task)
@@ -106,11 +108,11 @@ def main(argv: list[str] | None = None) -> int:
                               "pvi_groups": groups["groups"], "pvi_tasks": groups["tasks"],
                               "welch": groups["welch"], "anova": groups["anova"], "parameter_counts": counts,
                               "groupings": {k: grouping_figures(v, summary, counts) for k, v in groupings.items()}}
-    # the PVI grouping's answer and support models against the others', paired on the same questions and runs
+    # the PVI grouping's model of each task against the others', paired on the same questions and runs
     paired: dict[str, Any] = {}
     for key, mine, theirs in comparisons(groupings):
         if mine in records and theirs in records:
-            scores = ("em", "f1") if key.startswith("span") else ("support_em", "support_f1")
+            scores = PAIRED_SCORES[key.split(":")[0]]
             keep = {"questions", "runs"} | {f"{s}{end}" for s in scores for end in ("_diff", "_ci95")}
             entry = paired_difference(records[mine], records[theirs], config.bootstrap) or {}
             paired[key] = {"models": [mine, theirs], **{k: v for k, v in entry.items() if k in keep}}

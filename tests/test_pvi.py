@@ -181,7 +181,8 @@ def test_comparisons_pair_the_pvi_models_with_each_other_groupings() -> None:
     assert comparisons(groupings) == [("span:pvi-vs-all_tasks", "span_only", "all_tasks"),
                                       ("span:pvi-vs-reference", "span_only", "span_support"),
                                       ("support:pvi-vs-all_tasks", "support_only", "all_tasks"),
-                                      ("support:pvi-vs-reference", "support_only", "span_support")]
+                                      ("support:pvi-vs-reference", "support_only", "span_support"),
+                                      ("category:pvi-vs-all_tasks", "category_only", "all_tasks")]
     groupings["pvi"] = [["span", "support"]]  # PVI measured for two tasks only, which it groups
     assert ("span:pvi-vs-single_task", "span_support", "span_only") in comparisons(groupings)
     assert not [c for c in comparisons(groupings) if c[0].endswith("reference")]
