@@ -34,7 +34,7 @@ from kgutil.distributed import setup
 from kgutil.io import atomic_write_text
 from kgutil.stats import bootstrap_ci, t_interval
 from mrc.categories import labels_digest, set_metrics
-from mrc.train import TrainConfig, fingerprint, intermediate_stage, train_mrc
+from mrc.train import TrainConfig, fingerprint, intermediate_stage, selection_score, train_mrc
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,7 @@ def run_cv(config: CVConfig, records_path: Path, train: Callable[[TrainConfig], 
         records.setdefault(variant, {})[key] = {
             "config_hash": digest, "overall": test["overall"], "questions": test["questions"],
             "validation": _validation_figures(result.best_metrics),
-            "epochs_chosen": max(result.history, key=lambda h: h.get("validation", {}).get("overall", {})
-                                 .get("f1", -1))["epoch"] if result.history else 0,
+            "epochs_chosen": chosen_epoch(result.history, run),
             "train_seconds": round(sum(h["seconds"] for h in result.history), 1)}
         atomic_write_text(records_path, json.dumps(records, ensure_ascii=False))
     return records
@@ -368,6 +367,13 @@ def summarize(records: dict[str, Any], config: CVConfig) -> dict[str, Any]:
     protocol = {"test_file": str(config.test)} if config.test is not None else {"folds": config.folds}
     return {**protocol, "seeds": config.seeds, "variants": variants, "paired": paired,
             "best_variant": best, "best_variant_by": "validation_f1"}
+
+
+def chosen_epoch(history: list[dict[str, Any]], config: TrainConfig) -> int:
+    """The epoch training kept: the first with the best validation figure under ``config.selection`` (0 when no
+    epoch was validated)."""
+    validated = [h for h in history if "validation" in h]
+    return max(validated, key=lambda h: selection_score(h["validation"], config))["epoch"] if validated else 0
 
 
 def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: int) -> dict[str, Any] | None:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from mrc.crossval import CVConfig, current_runs, run_config, run_cv, run_hash, summarize, verdicts
+from mrc.crossval import CVConfig, chosen_epoch, current_runs, run_config, run_cv, run_hash, summarize, verdicts
 from mrc.data import read_dataset
-from mrc.train import sample_passages, write_squad
+from mrc.train import TrainConfig, sample_passages, write_squad
 
 SAMPLE = ROOT / "examples" / "sample_mrc.json"
 
@@ -59,6 +59,17 @@ def test_several_seeds_get_a_t_interval_over_seed_means() -> None:
     assert seeds["category_macro_f1"] == pytest.approx((200 + 37.5) / 3, abs=0.01)
     assert "over_seeds" not in summarize({"baseline": {"0/1": runs["0/1"]}}, CVConfig(folds=2, seeds=[1]))[
         "variants"]["baseline"]  # one seed: no interval over seeds
+
+
+def test_the_recorded_epoch_is_the_one_the_selection_kept() -> None:
+    def epoch(n: int, f1: float, support_f1: float) -> dict[str, Any]:
+        return {"epoch": n, "validation": {"overall": {"f1": f1, "support_f1": support_f1}}}
+
+    history = [epoch(1, 30.0, 40.0), epoch(2, 20.0, 60.0), epoch(3, 30.0, 55.0)]
+    assert chosen_epoch(history, TrainConfig(train=[SAMPLE])) == 1  # answer F1; a tie keeps the first
+    assert chosen_epoch(history, TrainConfig(train=[SAMPLE], selection="support_f1")) == 2
+    assert chosen_epoch(history, TrainConfig(train=[SAMPLE], selection="tasks")) == 3  # mean of F1 and support F1
+    assert chosen_epoch([{"epoch": 1}], TrainConfig(train=[SAMPLE])) == 0
 
 
 def test_run_identity_follows_the_labels_content(tmp_path: Path) -> None:
