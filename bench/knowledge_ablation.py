@@ -7,10 +7,12 @@ empty KG), and paired with its recorded scores question by question.
   python bench/knowledge_ablation.py --config configs/cv/fusion_cv.yaml --variants cmedbert_exact_links
 
 Needs the runs' model directories (``OUT/VARIANT/foldF_seedS/best`` of the config) and their records
-(``bench/results/NAME.runs.json``). Writes ``bench/results/knowledge_ablation.json``: per variant the figures with
-and without knowledge, the paired difference (with − without) with its 95% bootstrap CI, and how many questions'
-answers changed; the masked runs' per-question scores go to ``knowledge_ablation.runs.json`` (a second invocation
-resumes). A difference near 0 with few changed answers says the model does not read its entities.
+(``bench/results/NAME.runs.json``, NAME the config's stem). Writes ``bench/results/NAME_knowledge_ablation.json``:
+per variant the figures with and without knowledge, the paired difference (with − without) with its 95% bootstrap
+CI, and how many questions' answers changed; the masked runs' per-question scores go to
+``NAME_knowledge_ablation.masked.json`` (a second invocation resumes; not ``*.runs.json``, so that no protocol takes
+a masked run for the run of the same config). A difference near 0 with few changed answers says the model does not
+read its entities.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, parse_cv_args, write_result
@@ -29,7 +32,12 @@ from mrc.train import load_examples
 
 log = logging.getLogger("knowledge_ablation")
 
-NAME = "knowledge_ablation"
+
+
+def output_paths(config_path: Path, results: Path = RESULTS) -> tuple[str, Path]:
+    """The result name of the ablation of the protocol ``config_path`` and the file of its masked runs."""
+    name = f"{config_path.stem}_knowledge_ablation"
+    return name, results / f"{name}.masked.json"
 
 
 def masked_run(config: CVConfig, variant: str, key: str) -> dict[str, Any] | None:
@@ -79,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("not a recorded fusion variant of %s: %s (recorded: %s)", args.config, ", ".join(unknown),
                   ", ".join(fused))
         return 2
-    masked_path = RESULTS / f"{NAME}.runs.json"
+    name, masked_path = output_paths(args.config)
     masked = json.loads(masked_path.read_text(encoding="utf-8")) if masked_path.exists() else {}
     for variant in args.variants or fused:
         done = masked.setdefault(variant, {})
@@ -92,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 atomic_write_text(masked_path, json.dumps(masked, ensure_ascii=False))
     figures = {variant: compare(records[variant], masked[variant], variant, config)
                for variant in fused if masked.get(variant)}
-    write_result(NAME, {"config": str(args.config), "variants": figures})
+    write_result(name, {"config": str(args.config), "variants": figures})
     return 0
 
 

@@ -449,7 +449,8 @@ def train_mrc(config: TrainConfig) -> TrainResult:
         order = list(range(len(train_features)))
         random.Random(config.seed * 1000 + epoch).shuffle(order)
         t0 = time.perf_counter()
-        losses: dict[str, list[float]] = {"loss": [], "answer": [], "support": [], "lambda": [], "category": []}
+        losses: dict[str, list[float]] = {"loss": [], "answer": [], "support": [], "lambda": [], "category": [],
+                                         "auxiliary": []}
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress)
         log_every = max(1, steps_per_epoch // 10)  # without a bar, a log line every tenth of an epoch
         for k in bar:

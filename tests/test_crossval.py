@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from mrc.crossval import CVConfig, chosen_epoch, current_runs, run_config, run_cv, run_hash, summarize, verdicts
+from mrc.crossval import (CVConfig, chosen_epoch, current_runs, recorded_elsewhere, run_config, run_cv, run_hash,
+                          summarize, verdicts)
 from mrc.data import read_dataset
 from mrc.train import TrainConfig, sample_passages, write_squad
 
@@ -92,6 +93,18 @@ def test_run_identity_follows_the_labels_content(tmp_path: Path) -> None:
     current, stale = current_runs(records, config)
     assert current == {"baseline": records["baseline"], "joint": {"1/1": records["joint"]["1/1"]}}
     assert stale == ["joint 0/1", "gone 0/1"] and "0/1" in records["joint"]  # nothing deleted
+
+
+def test_masked_runs_of_the_knowledge_ablation_are_never_taken_for_runs(tmp_path: Path) -> None:
+    """A run scored with its entities masked keeps its run's hash; another protocol must not copy it as the run."""
+    from bench.knowledge_ablation import output_paths
+
+    run = {"config_hash": "abc", "overall": {"em": 20.0}, "questions": {}}
+    (tmp_path / "fusion.runs.json").write_text(json.dumps({"cmedbert": {"0/1": run}}))
+    name, masked = output_paths(Path("configs/cv/fusion.yaml"), tmp_path)
+    assert name == "fusion_knowledge_ablation"
+    masked.write_text(json.dumps({"cmedbert": {"0/1": {**run, "overall": {"em": 5.0}}}}))
+    assert recorded_elsewhere(tmp_path / "other.runs.json") == {"abc": run}
 
 
 def test_category_macro_f1_per_variant_and_paired() -> None:

@@ -375,7 +375,7 @@ def test_cli_trains_cmedbert_with_ablations_and_predicts_entities(tiny_encoder: 
     cmd = common + ["--model-type", "cmedbert", "--init-from", str(tmp_path / "base" / "best"),
                     "--index", str(sample_kg_assets["idx"]), "--embeddings", str(sample_kg_assets["emb"]),
                     "--no-global", "--loops", "1", "--precision", "bf16", "--relation-feature", "--kg-score-feature",
-                    "--out", str(tmp_path / "run")]
+                    "--set", "model.fusion.knowledge_span_weight=0.5", "--out", str(tmp_path / "run")]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     from mrc.model import load_model
 
@@ -387,6 +387,8 @@ def test_cli_trains_cmedbert_with_ablations_and_predicts_entities(tiny_encoder: 
     assert saved["config"]["fusion"]["global_"] is False and saved["config"]["fusion"]["loops"] == 1
     assert saved["config"]["fusion"]["relation_feature"] and cmed.relation.weight.abs().sum() > 0  # it trained
     assert saved["config"]["fusion"]["kg_score_feature"] and cmed.kg_score.weight.abs().sum() > 0
+    history = json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]
+    assert history[0]["train_auxiliary"] > 0 and cmed.knowledge_span.W.weight.abs().sum() > 0  # μ·L_K trained
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), "--model",
                           str(tmp_path / "run" / "best"), "--question", "二甲双胍常见的不良反应是什么？",
                           "--passage", "二甲双胍是2型糖尿病的一线治疗药物，常见不良反应为胃肠道反应。", "--json"],
