@@ -33,7 +33,6 @@ from mrc.train import load_examples
 log = logging.getLogger("knowledge_ablation")
 
 
-
 def output_paths(config_path: Path, results: Path = RESULTS) -> tuple[str, Path]:
     """The result name of the ablation of the protocol ``config_path`` and the file of its masked runs."""
     name = f"{config_path.stem}_knowledge_ablation"

@@ -20,6 +20,7 @@ import logging
 import math
 import random
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -449,8 +450,7 @@ def train_mrc(config: TrainConfig) -> TrainResult:
         order = list(range(len(train_features)))
         random.Random(config.seed * 1000 + epoch).shuffle(order)
         t0 = time.perf_counter()
-        losses: dict[str, list[float]] = {"loss": [], "answer": [], "support": [], "lambda": [], "category": [],
-                                         "auxiliary": []}
+        losses: defaultdict[str, list[float]] = defaultdict(list)  # the losses this model family reports
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress)
         log_every = max(1, steps_per_epoch // 10)  # without a bar, a log line every tenth of an epoch
         for k in bar:
