@@ -7,7 +7,9 @@
     (+ μ·L_K with ``knowledge_span_weight`` μ > 0: L_K is the span loss of the last loop's ē alone).
 Token features add zero-start embeddings to o: the KG relation to a question entity (``relation_feature``) and the
 KG-score rank bucket b_i of the token's entity (``kg_score_feature``; ``fusion.entities``); ``kg_score_bias`` adds
-a zero-start prior to the span logits instead: start_i += β_s[b_i], end_i += β_e[b_i].
+a zero-start prior to the span logits instead: start_i += β_s[b_i], end_i += β_e[b_i]; ``entity_boundary`` adds
+zero-start logits of where the answer starts and ends around the window's top-ranked entity (its offset from the
+entity's mentions and its state, fusion.layers.EntityBoundaryHead).
 Ablations: ``local=False`` (ē = 0), ``global_=False`` (ê = 0), ``dynamic_lambda=False`` (fixed λ), ``loops``.
 With every entity masked, ē = ê = 0 and the model is the same computation as with fusion on an empty KG.
 """
@@ -24,8 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from fusion.entities import KG_SCORE_BUCKETS, EntityInputs
-from fusion.layers import (DynamicLambda, EntityRepresentation, GatedFusion, GlobalEntityAttention,
-                           KnowledgeSpanHead, LocalEntityAttention, OutputMerge, ScaleShift)
+from fusion.layers import (DynamicLambda, EntityBoundaryHead, EntityRepresentation, GatedFusion,
+                           GlobalEntityAttention, KnowledgeSpanHead, LocalEntityAttention, OutputMerge, ScaleShift)
 from kg.embeddings.export import KGEmbeddings
 from mrc.model import BaselineMRC, ModelConfig, answerable, span_loss
 from retrieval.index import EntityIndex
@@ -80,6 +82,14 @@ class FusionConfig(BaseModel):
     kg_score_bias: bool = Field(False, description="the same rank buckets as a prior on the span: a zero-start "
                                 "bias per bucket added to the start and end logits (the log-odds the KG ranking is "
                                 "worth), moving at KG_BIAS_RATE × the learning rate")
+    entity_boundary: bool = Field(False, description="answer-boundary logits conditioned on the window's top "
+                                  "KG-ranked passage entity (bucket 1 of the KG-score ranking): a zero-start bias by "
+                                  "offset from its mentions' first and last tokens and a bilinear score of each token "
+                                  "against the entity's mean state (fusion.layers.EntityBoundaryHead)")
+    entity_boundary_radius: int = Field(16, ge=1, description="offsets beyond ± this many tokens share one bias")
+    entity_boundary_anchor: int = Field(1, ge=1, le=len(KG_SCORE_BUCKETS) + 1, description="the KG-score bucket "
+                                        "whose tokens anchor the head: 1, the top-ranked entity; another is a control "
+                                        "of what the ranking contributes (bench/knowledge_ablation.py --control)")
     snapshot: str | None = Field(None, description="KG snapshot of the index, for the relation and KG-score features "
                                                    "(default: the path the index recorded)")
     knowledge_span_weight: float = Field(0.0, ge=0, description="μ of an auxiliary loss L += μ·L_K: the answer "
@@ -89,12 +99,17 @@ class FusionConfig(BaseModel):
                                               "same model on an empty KG, the inference-time ablation that measures "
                                               "what its knowledge contributes (bench/knowledge_ablation.py)")
 
+    @property
+    def uses_kg_scores(self) -> bool:
+        """Whether the model reads the KG-score rank buckets (``kg_score_ids``)."""
+        return self.kg_score_feature or self.kg_score_bias or self.entity_boundary
+
 
 class CMedBERT(BaselineMRC):
     model_type = "cmedbert"
     settings = FusionConfig
     added_modules = ("entities", "local_attention", "global_attention", "gate", "merge", "dynamic_lambda", "relation",
-                     "kg_score", "kg_score_bias", "knowledge_span")
+                     "kg_score", "kg_score_bias", "knowledge_span", "entity_boundary")
     frozen_settings = json.loads(Path(__file__).with_name("fingerprint_defaults.json").read_text(encoding="utf-8"))
 
     def __init__(self, encoder: nn.Module, config: ModelConfig, *, tables: dict[str, torch.Tensor] | None = None
@@ -130,6 +145,8 @@ class CMedBERT(BaselineMRC):
         if self.fusion.kg_score_bias:  # [start, end] bias per bucket, zero at the start
             self.kg_score_bias = nn.Embedding(len(KG_SCORE_BUCKETS) + 2, 2, padding_idx=0)
             nn.init.zeros_(self.kg_score_bias.weight)
+        if self.fusion.entity_boundary:
+            self.entity_boundary = EntityBoundaryHead(hidden, self.fusion.entity_boundary_radius, KG_BIAS_RATE)
 
     @classmethod
     def from_state(cls, encoder: nn.Module, config: ModelConfig, state: dict[str, torch.Tensor]) -> "CMedBERT":
@@ -257,7 +274,7 @@ class CMedBERT(BaselineMRC):
             if relations is None:
                 raise ValueError("cmedbert inputs lack relation_ids; call model.attach_inputs(features, ...) first")
             o = o + self.relation(relations.clamp(min=0) * self.fusion.knowledge)
-        if self.fusion.kg_score_feature or self.fusion.kg_score_bias:
+        if self.fusion.uses_kg_scores:
             buckets = batch.get("kg_score_ids")
             if buckets is None:
                 raise ValueError("cmedbert inputs lack kg_score_ids; call model.attach_inputs(features, ...) first")
@@ -266,6 +283,9 @@ class CMedBERT(BaselineMRC):
                 o = o + self.kg_score(buckets)
             if self.fusion.kg_score_bias:  # Adam's steps do not depend on scale: ×rate moves the bias rate× faster
                 details["span_bias"] = KG_BIAS_RATE * self.kg_score_bias(buckets)
+            if self.fusion.entity_boundary:
+                bias = self.entity_boundary(o, buckets == self.fusion.entity_boundary_anchor)
+                details["span_bias"] = details["span_bias"] + bias if "span_bias" in details else bias
         return o, details
 
     def support_weight(self, o: torch.Tensor, hidden: torch.Tensor, start_logits: torch.Tensor,

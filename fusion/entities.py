@@ -1,12 +1,12 @@
 """Entity inputs of CMedBERT: link questions and passages once, align links to every window's tokens.
 
-``EntityInputs.attach`` sets ``feature.extra["entity_ids"]`` ([L, K], -1 = none) for every window; with the
-relation feature ``feature.extra["relation_ids"]`` ([L], 0 = none; ``retrieval.relations``); with the KG-score
-feature or bias ``feature.extra["kg_score_ids"]`` ([L], 0 = none): each passage entity is scored by how well the
-KG vectors fit a triple between it and a question entity, over the relations the question names (all when it
-names none): s(c) = max_{q, r} max(f(q, r, c), f(c, r, q)) with the model's own triple score f, e.g. TransE's
-−‖e_h + r − e_t‖ (``KGEmbeddings.fit_scores``); a window's scored entities are ranked (1 = best), and a token gets
-the bucket of its best-ranked entity (ranks 1, 2, 3, 4–5, 6–10, 11+ → 1 … 6).
+``EntityInputs.attach`` sets ``feature.extra["entity_ids"]`` ([L, K], -1 = none) for every window; with the relation
+feature ``feature.extra["relation_ids"]`` ([L], 0 = none; ``retrieval.relations``); with the KG-score feature, bias or
+entity boundary ``feature.extra["kg_score_ids"]`` ([L], 0 = none): each passage entity is scored by how well the KG
+vectors fit a triple between it and a question entity, over the relations the question names (all when it names none):
+s(c) = max_{q, r} max(f(q, r, c), f(c, r, q)) with the model's own triple score f, e.g. TransE's −‖e_h + r − e_t‖
+(``KGEmbeddings.fit_scores``); a window's scored entities are ranked (1 = best), and a token gets the bucket of its
+best-ranked entity (ranks 1, 2, 3, 4–5, 6–10, 11+ → 1 … 6).
 The arrays are cached under ``cache_dir`` keyed by the index checksum, the linker settings, K, the features' inputs
 and the exact windows (token ids and offsets, hence dataset file, tokenizer and window settings), so training never
 links twice.
@@ -122,7 +122,7 @@ class EntityInputs:
         h.update(str(self.config.entities_per_token).encode())
         if self.config.relation_feature:
             h.update(b" relations")
-        if self.config.kg_score_feature or self.config.kg_score_bias:
+        if self.config.uses_kg_scores:
             h.update(b" kg_scores" + json.dumps(self.vectors.metadata, sort_keys=True).encode())
         for f in features:
             ex = examples[f.example_index]
@@ -148,7 +148,7 @@ class EntityInputs:
             if self.config.relation_feature:
                 arrays["relations"] = np.concatenate([self.relations.token_relations(ids, f.sequence_ids)
                                                       for ids, f in zip(windows, features)])
-            if self.config.kg_score_feature or self.config.kg_score_bias:
+            if self.config.uses_kg_scores:
                 scores = [self.kg_scores(ex.question, ex_links) for ex, ex_links in zip(examples, links)]
                 arrays["kg_scores"] = np.concatenate([rank_buckets(ids, f.sequence_ids, scores[f.example_index])
                                                       for ids, f in zip(windows, features)])

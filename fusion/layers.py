@@ -194,3 +194,48 @@ class KnowledgeSpanHead(nn.Module):
         """local [B,L,d_e], h_cls [B,d_h] → (start, end) logits [B,L]."""
         queries = self.W(h_cls).view(h_cls.shape[0], 2, local.shape[-1])
         return torch.einsum("bld,bkd->blk", local, queries).unbind(-1)
+
+
+def anchor_offsets(anchor: torch.Tensor, radius: int) -> torch.Tensor:
+    """Offset buckets of every token from its window's anchor mentions (runs of True in ``anchor`` [B, L]):
+    [..., 0] from the nearest mention's first token, [..., 1] from the nearest mention's last token. With
+    d = i − j: bucket d + R + 2 for |d| ≤ R, 1 beyond, 0 in a window without an anchor (ties: the earlier
+    mention) → [B, L, 2] long."""
+    b, n = anchor.shape
+    position = torch.arange(n, device=anchor.device)
+    none = anchor.new_zeros(b, 1)
+    first = anchor & ~torch.cat([none, anchor[:, :-1]], dim=1)
+    last = anchor & ~torch.cat([anchor[:, 1:], none], dim=1)
+    delta = position[:, None] - position[None, :]  # [L, L]: i − j
+    out = []
+    for marks in (first, last):
+        distance = torch.where(marks[:, None, :], delta.abs(), 2 * n)  # [B, L, L]
+        d = position - distance.argmin(dim=-1)  # i − nearest j
+        out.append(torch.where(d.abs() <= radius, d + radius + 2, 1))
+    return torch.stack(out, dim=-1) * anchor.any(dim=1)[:, None, None]
+
+
+class EntityBoundaryHead(nn.Module):
+    """Answer-boundary logits around the window's anchor entity (the tokens of its top KG-ranked passage entity):
+    with m the mean output state over the anchor tokens and b_i the offset buckets of ``anchor_offsets``,
+        start_i += ρ·β_s[b_i,0] + o_iᵀ U_s m / √d_h,    end_i += ρ·β_e[b_i,1] + o_iᵀ U_e m / √d_h
+    (ρ: ``rate``, so a few numbers reach log-odds within one run). β and U start at 0 (the model without the head);
+    a window without an anchor gets 0. The bias learns where answers start and end relative to the entity, U which
+    tokens belong with it."""
+
+    def __init__(self, hidden: int, radius: int, rate: float) -> None:
+        super().__init__()
+        self.radius, self.rate = radius, rate
+        self.offset_bias = nn.Embedding(2 * radius + 3, 2, padding_idx=0)
+        self.U = nn.Linear(hidden, 2 * hidden, bias=False)
+        nn.init.zeros_(self.offset_bias.weight)
+        nn.init.zeros_(self.U.weight)
+
+    def forward(self, o: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+        """o [B,L,d_h], anchor [B,L] bool → span bias [B,L,2]."""
+        buckets = anchor_offsets(anchor, self.radius)
+        bias = self.rate * torch.stack([self.offset_bias(buckets[..., k])[..., k] for k in (0, 1)], dim=-1)
+        weights = anchor.unsqueeze(-1).to(o.dtype)
+        m = (o * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)  # [B, d_h]; 0 without an anchor
+        queries = self.U(m).view(o.shape[0], 2, o.shape[-1])
+        return bias + torch.einsum("bld,bkd->blk", o, queries) / o.shape[-1] ** 0.5

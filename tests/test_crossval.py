@@ -107,6 +107,19 @@ def test_masked_runs_of_the_knowledge_ablation_are_never_taken_for_runs(tmp_path
     assert recorded_elsewhere(tmp_path / "other.runs.json") == {"abc": run}
 
 
+def test_a_control_of_the_knowledge_ablation_has_its_own_files_and_parsed_settings() -> None:
+    from bench.knowledge_ablation import MASKED, output_paths, parse_control
+
+    assert parse_control(None) == MASKED == {"knowledge": False}
+    control = parse_control(["entity_boundary_anchor=2", "global_order=evidence"])
+    assert control == {"entity_boundary_anchor": 2, "global_order": "evidence"}
+    name, path = output_paths(Path("configs/cv/fusion.yaml"), Path("r"), control)
+    assert name == "fusion_control_entity_boundary_anchor-2_global_order-evidence"
+    assert path == Path("r", f"{name}.masked.json")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_control(["entity_boundary_anchor"])
+
+
 def test_category_macro_f1_per_variant_and_paired() -> None:
     def run(pairs: dict[str, tuple[list[str], list[str]]]) -> dict:
         return {"questions": {q: {"em": 1.0, "category_acc": float(g == p),
