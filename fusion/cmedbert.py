@@ -9,7 +9,8 @@ Token features add zero-start embeddings to o: the KG relation to a question ent
 KG-score rank bucket b_i of the token's entity (``kg_score_feature``; ``fusion.entities``); ``kg_score_bias`` adds
 a zero-start prior to the span logits instead: start_i += β_s[b_i], end_i += β_e[b_i]; ``entity_boundary`` adds
 zero-start logits of where the answer starts and ends around the window's top-ranked entity (its offset from the
-entity's mentions and its state, fusion.layers.EntityBoundaryHead).
+entity's mentions and its state, fusion.layers.EntityBoundaryHead; ``entity_boundary_source`` anchors it on every
+linked entity or, a control without knowledge, on the passage text shared with the question).
 Ablations: ``local=False`` (ē = 0), ``global_=False`` (ê = 0), ``dynamic_lambda=False`` (fixed λ), ``loops``.
 With every entity masked, ē = ê = 0 and the model is the same computation as with fusion on an empty KG.
 """
@@ -27,7 +28,8 @@ from torch import nn
 
 from fusion.entities import KG_SCORE_BUCKETS, EntityInputs
 from fusion.layers import (DynamicLambda, EntityBoundaryHead, EntityRepresentation, GatedFusion,
-                           GlobalEntityAttention, KnowledgeSpanHead, LocalEntityAttention, OutputMerge, ScaleShift)
+                           GlobalEntityAttention, KnowledgeSpanHead, LocalEntityAttention, OutputMerge, ScaleShift,
+                           shared_bigram_tokens)
 from kg.embeddings.export import KGEmbeddings
 from mrc.model import BaselineMRC, ModelConfig, answerable, span_loss
 from retrieval.index import EntityIndex
@@ -83,13 +85,19 @@ class FusionConfig(BaseModel):
                                 "bias per bucket added to the start and end logits (the log-odds the KG ranking is "
                                 "worth), moving at KG_BIAS_RATE × the learning rate")
     entity_boundary: bool = Field(False, description="answer-boundary logits conditioned on the window's top "
-                                  "KG-ranked passage entity (bucket 1 of the KG-score ranking): a zero-start bias by "
-                                  "offset from its mentions' first and last tokens and a bilinear score of each token "
-                                  "against the entity's mean state (fusion.layers.EntityBoundaryHead)")
+                                  "KG-ranked passage entity (bucket 1 of the KG-score ranking; another anchor with "
+                                  "entity_boundary_source): a zero-start bias by offset from its mentions' first and "
+                                  "last tokens and a bilinear score of each token against the entity's mean state "
+                                  "(fusion.layers.EntityBoundaryHead)")
     entity_boundary_radius: int = Field(16, ge=1, description="offsets beyond ± this many tokens share one bias")
     entity_boundary_anchor: int = Field(1, ge=1, le=len(KG_SCORE_BUCKETS) + 1, description="the KG-score bucket "
                                         "whose tokens anchor the head: 1, the top-ranked entity; another is a control "
                                         "of what the ranking contributes (bench/knowledge_ablation.py --control)")
+    entity_boundary_source: Literal["kg_rank", "linked", "question_overlap"] = Field(
+        "kg_rank", description="what anchors the boundary head: kg_rank, the passage entity of KG-score bucket "
+        "entity_boundary_anchor; linked, every linked passage entity (the linker, no KG scores); question_overlap, the "
+        "passage tokens in a bigram shared with the question (text alone, no knowledge: a control, which "
+        "knowledge=false leaves in place)")
     snapshot: str | None = Field(None, description="KG snapshot of the index, for the relation and KG-score features "
                                                    "(default: the path the index recorded)")
     knowledge_span_weight: float = Field(0.0, ge=0, description="μ of an auxiliary loss L += μ·L_K: the answer "
@@ -102,7 +110,8 @@ class FusionConfig(BaseModel):
     @property
     def uses_kg_scores(self) -> bool:
         """Whether the model reads the KG-score rank buckets (``kg_score_ids``)."""
-        return self.kg_score_feature or self.kg_score_bias or self.entity_boundary
+        return (self.kg_score_feature or self.kg_score_bias
+                or (self.entity_boundary and self.entity_boundary_source == "kg_rank"))
 
 
 class CMedBERT(BaselineMRC):
@@ -274,6 +283,7 @@ class CMedBERT(BaselineMRC):
             if relations is None:
                 raise ValueError("cmedbert inputs lack relation_ids; call model.attach_inputs(features, ...) first")
             o = o + self.relation(relations.clamp(min=0) * self.fusion.knowledge)
+        buckets = None
         if self.fusion.uses_kg_scores:
             buckets = batch.get("kg_score_ids")
             if buckets is None:
@@ -283,10 +293,21 @@ class CMedBERT(BaselineMRC):
                 o = o + self.kg_score(buckets)
             if self.fusion.kg_score_bias:  # Adam's steps do not depend on scale: ×rate moves the bias rate× faster
                 details["span_bias"] = KG_BIAS_RATE * self.kg_score_bias(buckets)
-            if self.fusion.entity_boundary:
-                bias = self.entity_boundary(o, buckets == self.fusion.entity_boundary_anchor)
-                details["span_bias"] = details["span_bias"] + bias if "span_bias" in details else bias
+        if self.fusion.entity_boundary:
+            bias = self.entity_boundary(o, self.boundary_anchor(ids, buckets, question, batch))
+            details["span_bias"] = details["span_bias"] + bias if "span_bias" in details else bias
         return o, details
+
+    def boundary_anchor(self, ids: torch.Tensor, buckets: torch.Tensor | None, question: torch.Tensor,
+                        batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[B, L] bool: the tokens that anchor the boundary head (``entity_boundary_source``); ``ids`` and
+        ``buckets`` are already masked when ``knowledge`` is false."""
+        source, passage = self.fusion.entity_boundary_source, batch["context_mask"]
+        if source == "linked":
+            return passage & (ids >= 0).any(dim=-1)
+        if source == "question_overlap":
+            return shared_bigram_tokens(batch["input_ids"], question, passage)
+        return buckets == self.fusion.entity_boundary_anchor
 
     def support_weight(self, o: torch.Tensor, hidden: torch.Tensor, start_logits: torch.Tensor,
                        end_logits: torch.Tensor, support_logits: torch.Tensor,

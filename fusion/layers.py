@@ -215,8 +215,19 @@ def anchor_offsets(anchor: torch.Tensor, radius: int) -> torch.Tensor:
     return torch.stack(out, dim=-1) * anchor.any(dim=1)[:, None, None]
 
 
+def shared_bigram_tokens(input_ids: torch.Tensor, question: torch.Tensor, passage: torch.Tensor) -> torch.Tensor:
+    """Passage tokens inside a token bigram that also occurs in the question: token i is marked when (t_i, t_i+1) or
+    (t_i−1, t_i) lies in the passage and equals a bigram of question tokens (``input_ids`` [B, L], ``question`` and
+    ``passage`` [B, L] bool) → [B, L] bool. Text alone, no knowledge: the control anchor of the boundary head."""
+    codes = input_ids[:, :-1] * (int(input_ids.max()) + 1) + input_ids[:, 1:]  # one id per bigram within the batch
+    asked = torch.where(question[:, :-1] & question[:, 1:], codes, -1)
+    hit = passage[:, :-1] & passage[:, 1:] & (codes[:, :, None] == asked[:, None, :]).any(dim=-1)
+    none = hit.new_zeros(hit.shape[0], 1)
+    return torch.cat([hit, none], dim=1) | torch.cat([none, hit], dim=1)
+
+
 class EntityBoundaryHead(nn.Module):
-    """Answer-boundary logits around the window's anchor entity (the tokens of its top KG-ranked passage entity):
+    """Answer-boundary logits around the window's anchor (by default the tokens of its top KG-ranked passage entity):
     with m the mean output state over the anchor tokens and b_i the offset buckets of ``anchor_offsets``,
         start_i += ρ·β_s[b_i,0] + o_iᵀ U_s m / √d_h,    end_i += ρ·β_e[b_i,1] + o_iᵀ U_e m / √d_h
     (ρ: ``rate``, so a few numbers reach log-odds within one run). β and U start at 0 (the model without the head);

@@ -353,6 +353,45 @@ def test_entity_boundary_begins_as_the_model_without_it_reads_the_anchor_and_is_
     assert (second.start_logits[1, 9] - ref.start_logits[1, 9]).item() == pytest.approx(0.01 * KG_BIAS_RATE, rel=1e-4)
 
 
+def test_shared_bigram_tokens_mark_passage_tokens_in_a_bigram_the_question_holds() -> None:
+    from fusion.layers import shared_bigram_tokens
+
+    ids = torch.tensor([[1, 5, 6, 7, 2, 9, 5, 6, 8, 6, 7, 5, 2]])
+    question = torch.zeros(1, 13, dtype=torch.bool)
+    question[0, 1:4] = True   # bigrams (5, 6), (6, 7)
+    passage = torch.zeros(1, 13, dtype=torch.bool)
+    passage[0, 5:12] = True   # 9 5 6 8 6 7 5: (5, 6) at 6–7, (6, 7) at 9–10; (7, 5) is not the question's
+    got = shared_bigram_tokens(ids, question, passage)[0]
+    assert got.nonzero().flatten().tolist() == [6, 7, 9, 10]
+
+
+@pytest.mark.parametrize("source", ["linked", "question_overlap"])
+def test_entity_boundary_sources_anchor_without_kg_scores(source: str) -> None:
+    plain = tiny_model(merge_residual=True).eval()
+    head, masked = (tiny_model(merge_residual=True, entity_boundary=True, entity_boundary_radius=2,
+                               entity_boundary_source=source, knowledge=k) for k in (True, False))
+    assert not head.fusion.uses_kg_scores
+    ids = torch.full((2, 12, 3), -1)
+    ids[0, 7, 0] = 4          # a linked passage entity at token 7 of window 0
+    b = batch(ids)
+    b["input_ids"][:, 1:3] = torch.tensor([11, 12])   # a question bigram, repeated at passage tokens 9–10
+    b["input_ids"][:, 9:11] = torch.tensor([11, 12])
+    for model in (head, masked):
+        model.load_state_dict(plain.state_dict(), strict=False)
+        with torch.no_grad():
+            model.entity_boundary.offset_bias.weight[4] = torch.tensor([0.01, -0.02])  # d = 0
+    ref = plain(**b)
+    out, without = head.eval()(**b), masked.eval()(**b)   # no kg_score_ids needed
+    start = 7 if source == "linked" else 9
+    assert out.start_logits[0, start] != ref.start_logits[0, start]
+    if source == "linked":   # the linker's entities are knowledge: masked, the model is the one without the head
+        assert torch.equal(out.start_logits[1], ref.start_logits[1])
+        assert torch.allclose(without.start_logits, ref.start_logits)
+    else:                    # the text anchor is in every window and stays when the knowledge is masked
+        assert out.start_logits[1, 9] != ref.start_logits[1, 9]
+        assert torch.allclose(without.start_logits[1], out.start_logits[1], atol=1e-5)   # window 1 has no entity
+
+
 def test_lambda_floor_keeps_the_support_loss() -> None:
     model = tiny_model(lambda_floor=0.3)
     out = model(**batch(torch.full((2, 12, 3), -1)))
