@@ -219,9 +219,10 @@ def shared_bigram_tokens(input_ids: torch.Tensor, question: torch.Tensor, passag
     """Passage tokens inside a token bigram that also occurs in the question: token i is marked when (t_i, t_i+1) or
     (t_i−1, t_i) lies in the passage and equals a bigram of question tokens (``input_ids`` [B, L], ``question`` and
     ``passage`` [B, L] bool) → [B, L] bool. Text alone, no knowledge: the control anchor of the boundary head."""
-    codes = input_ids[:, :-1] * (int(input_ids.max()) + 1) + input_ids[:, 1:]  # one id per bigram within the batch
-    asked = torch.where(question[:, :-1] & question[:, 1:], codes, -1)
-    hit = passage[:, :-1] & passage[:, 1:] & (codes[:, :, None] == asked[:, None, :]).any(dim=-1)
+    first, second = input_ids[:, :-1], input_ids[:, 1:]
+    same = (first[:, :, None] == first[:, None, :]) & (second[:, :, None] == second[:, None, :])  # [B, L-1, L-1]
+    asked = (question[:, :-1] & question[:, 1:])[:, None, :]
+    hit = passage[:, :-1] & passage[:, 1:] & (same & asked).any(dim=-1)
     none = hit.new_zeros(hit.shape[0], 1)
     return torch.cat([hit, none], dim=1) | torch.cat([none, hit], dim=1)
 
