@@ -9,7 +9,7 @@ Token features add zero-start embeddings to o: the KG relation to a question ent
 KG-score rank bucket b_i of the token's entity (``kg_score_feature``; ``fusion.entities``); ``kg_score_bias`` adds
 a zero-start prior to the span logits instead: start_i += β_s[b_i], end_i += β_e[b_i]; ``entity_boundary`` adds
 zero-start logits of where the answer starts and ends around the window's top-ranked entity (its offset from the
-entity's mentions and its state, fusion.layers.EntityBoundaryHead; ``entity_boundary_source`` anchors it on every
+entity's mentions and its state, mrc.boundary.BoundaryHead; ``entity_boundary_source`` anchors it on every
 linked entity or, a control without knowledge, on the passage text shared with the question).
 Ablations: ``local=False`` (ē = 0), ``global_=False`` (ê = 0), ``dynamic_lambda=False`` (fixed λ), ``loops``.
 With every entity masked, ē = ê = 0 and the model is the same computation as with fusion on an empty KG.
@@ -27,10 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from fusion.entities import KG_SCORE_BUCKETS, EntityInputs
-from fusion.layers import (DynamicLambda, EntityBoundaryHead, EntityRepresentation, GatedFusion,
-                           GlobalEntityAttention, KnowledgeSpanHead, LocalEntityAttention, OutputMerge, ScaleShift,
-                           shared_bigram_tokens)
+from fusion.layers import (DynamicLambda, EntityRepresentation, GatedFusion, GlobalEntityAttention,
+                           KnowledgeSpanHead, LocalEntityAttention, OutputMerge, ScaleShift)
 from kg.embeddings.export import KGEmbeddings
+from mrc.boundary import BoundaryHead, question_anchor, question_tokens
 from mrc.model import BaselineMRC, ModelConfig, answerable, span_loss
 from retrieval.index import EntityIndex
 
@@ -88,7 +88,7 @@ class FusionConfig(BaseModel):
                                   "KG-ranked passage entity (bucket 1 of the KG-score ranking; another anchor with "
                                   "entity_boundary_source): a zero-start bias by offset from its mentions' first and "
                                   "last tokens and a bilinear score of each token against the entity's mean state "
-                                  "(fusion.layers.EntityBoundaryHead)")
+                                  "(mrc.boundary.BoundaryHead)")
     entity_boundary_radius: int = Field(16, ge=1, description="offsets beyond ± this many tokens share one bias")
     entity_boundary_anchor: int = Field(1, ge=1, le=len(KG_SCORE_BUCKETS) + 1, description="the KG-score bucket "
                                         "whose tokens anchor the head: 1, the top-ranked entity; another is a control "
@@ -97,7 +97,8 @@ class FusionConfig(BaseModel):
         "kg_rank", description="what anchors the boundary head: kg_rank, the passage entity of KG-score bucket "
         "entity_boundary_anchor; linked, every linked passage entity (the linker, no KG scores); question_overlap, the "
         "passage tokens in a bigram shared with the question (text alone, no knowledge: a control, which "
-        "knowledge=false leaves in place)")
+        "knowledge=false leaves in place; the anchor of every family's model.question_boundary head, kept here for "
+        "the recorded runs, whose head is named entity_boundary)")
     snapshot: str | None = Field(None, description="KG snapshot of the index, for the relation and KG-score features "
                                                    "(default: the path the index recorded)")
     knowledge_span_weight: float = Field(0.0, ge=0, description="μ of an auxiliary loss L += μ·L_K: the answer "
@@ -155,7 +156,7 @@ class CMedBERT(BaselineMRC):
             self.kg_score_bias = nn.Embedding(len(KG_SCORE_BUCKETS) + 2, 2, padding_idx=0)
             nn.init.zeros_(self.kg_score_bias.weight)
         if self.fusion.entity_boundary:
-            self.entity_boundary = EntityBoundaryHead(hidden, self.fusion.entity_boundary_radius, KG_BIAS_RATE)
+            self.entity_boundary = BoundaryHead(hidden, self.fusion.entity_boundary_radius)
 
     @classmethod
     def from_state(cls, encoder: nn.Module, config: ModelConfig, state: dict[str, torch.Tensor]) -> "CMedBERT":
@@ -251,7 +252,7 @@ class CMedBERT(BaselineMRC):
         mask = batch["attention_mask"].bool().unsqueeze(-1) & self.fusion.knowledge
         ids = ids.masked_fill(~mask, -1)
         token_entities, token_mask = self._lookup(ids)  # [B,L,K,d_e]
-        question = (batch["token_type_ids"] == 0) & ~batch["context_mask"] & batch["attention_mask"].bool()
+        question = question_tokens(batch)
         window_ids = self.window_entities(ids, self.fusion.max_window_entities, self.fusion.global_order, question)
         window_entities, window_mask = self._lookup(window_ids)  # [B,N,d_e]
         h = hidden
@@ -294,11 +295,11 @@ class CMedBERT(BaselineMRC):
             if self.fusion.kg_score_bias:  # Adam's steps do not depend on scale: ×rate moves the bias rate× faster
                 details["span_bias"] = KG_BIAS_RATE * self.kg_score_bias(buckets)
         if self.fusion.entity_boundary:
-            bias = self.entity_boundary(o, self.boundary_anchor(ids, buckets, question, batch))
+            bias = self.entity_boundary(o, self.boundary_anchor(ids, buckets, batch))
             details["span_bias"] = details["span_bias"] + bias if "span_bias" in details else bias
         return o, details
 
-    def boundary_anchor(self, ids: torch.Tensor, buckets: torch.Tensor | None, question: torch.Tensor,
+    def boundary_anchor(self, ids: torch.Tensor, buckets: torch.Tensor | None,
                         batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """[B, L] bool: the tokens that anchor the boundary head (``entity_boundary_source``); ``ids`` and
         ``buckets`` are already masked when ``knowledge`` is false."""
@@ -306,7 +307,7 @@ class CMedBERT(BaselineMRC):
         if source == "linked":
             return passage & (ids >= 0).any(dim=-1)
         if source == "question_overlap":
-            return shared_bigram_tokens(batch["input_ids"], question, passage)
+            return question_anchor(batch)
         return buckets == self.fusion.entity_boundary_anchor
 
     def support_weight(self, o: torch.Tensor, hidden: torch.Tensor, start_logits: torch.Tensor,

@@ -8,6 +8,8 @@ With answer categories (Clinical QA 2.0), a head on the answer representation a 
     p_category = σ(W₂·ReLU(W₁·a)) ∈ [0,1]^{|C|},   L_C = Σ_c w_c·BCE(p_c, y_c) / |C|,   L += λ_C·L_C
 with class weights w_c = N / (|C|·count_c) from the training labels (``mrc.categories``); with
 ``category_weighting: positive`` w_c weights only the positive term: −[w_c·y_c·log p_c + (1 − y_c)·log(1 − p_c)].
+With ``question_boundary``, a zero-start boundary head (``mrc.boundary``) adds logits of where the answer starts
+and ends relative to the passage tokens in a bigram shared with the question (text alone, no knowledge).
 Subclasses change ``represent`` (o from H) and ``support_weight`` (λ); see ``fusion.cmedbert``. When the batch
 holds answer positions, ``represent`` may return a training term of its own as ``details["auxiliary_loss"]``
 (already weighted): L += L_aux.
@@ -30,6 +32,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from kgutil.io import atomic_path
+from mrc.boundary import BoundaryHead, question_anchor
 from mrc.registry import model_class
 
 KGMRC_CONFIG = "kgmrc_config.json"
@@ -56,6 +59,11 @@ class ModelConfig(BaseModel):
         "class", description="class: w_c scales category c's whole BCE term (the paper's class weights); positive: "
                              "w_c scales only its positive examples (BCE pos_weight), which counters the rarity of "
                              "positives that class weights leave in place")
+    question_boundary: bool = Field(False, description="a boundary head anchored on the passage tokens in a bigram "
+                                    "shared with the question (mrc.boundary: zero-start logits of where the answer "
+                                    "starts and ends relative to them; text alone, no knowledge)")
+    boundary_radius: int = Field(16, ge=1, description="the boundary head's offsets beyond ± this many tokens share "
+                                                       "one bias")
     fusion: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -121,6 +129,8 @@ class BaselineMRC(nn.Module):
         self.category = nn.Sequential(
             nn.Linear(self.output_size(hidden), config.category_hidden), nn.ReLU(), nn.Dropout(config.dropout),
             nn.Linear(config.category_hidden, len(config.categories))) if config.categories else None
+        self.boundary = BoundaryHead(self.output_size(hidden), config.boundary_radius) \
+            if config.question_boundary else None
 
     def output_size(self, hidden: int) -> int:
         """Width of the representation o fed to the heads."""
@@ -160,6 +170,9 @@ class BaselineMRC(nn.Module):
                               token_type_ids=token_type_ids).last_hidden_state
         o, details = self.represent(hidden, batch)
         auxiliary_loss, span_bias = details.pop("auxiliary_loss", None), details.pop("span_bias", None)
+        if self.boundary is not None:
+            bias = self.boundary(o, question_anchor(batch))
+            span_bias = bias if span_bias is None else span_bias + bias
         o = self.dropout(o)
         span_logits = self.span(o).float()  # fp32 logits and losses under autocast
         if span_bias is not None:  # [B, L, 2] added to the start/end logits by a family's represent()

@@ -303,22 +303,8 @@ def test_kg_score_bias_adds_rate_times_its_weight_to_the_logits_and_is_masked_wi
     assert torch.allclose(masked(**b, kg_score_ids=buckets).start_logits, ref.start_logits)
 
 
-def test_anchor_offsets_bucket_each_token_by_its_distance_from_the_nearest_mention() -> None:
-    from fusion.layers import anchor_offsets
-
-    anchor = torch.zeros(2, 12, dtype=torch.bool)
-    anchor[0, 3:5] = True   # one mention: tokens 3–4
-    anchor[0, 9] = True     # another: token 9
-    got = anchor_offsets(anchor, radius=2)
-    # from the first tokens 3 and 9: d = i − j, bucket d + R + 2 within ±2, 1 beyond; token 6 ties: the earlier
-    assert got[0, :, 0].tolist() == [1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6]
-    # from the last tokens 4 and 9: token 6 is 2 after 4 (bucket 6); token 7 is nearer 9
-    assert got[0, :, 1].tolist() == [1, 1, 2, 3, 4, 5, 6, 2, 3, 4, 5, 6]
-    assert got[1].eq(0).all()  # no anchor in the window
-
-
 def test_entity_boundary_begins_as_the_model_without_it_reads_the_anchor_and_is_masked_without_knowledge() -> None:
-    from fusion.cmedbert import KG_BIAS_RATE
+    from mrc.boundary import BOUNDARY_RATE
 
     plain = tiny_model(merge_residual=True).eval()
     head, masked = (tiny_model(merge_residual=True, entity_boundary=True, entity_boundary_radius=2, knowledge=k)
@@ -342,27 +328,15 @@ def test_entity_boundary_begins_as_the_model_without_it_reads_the_anchor_and_is_
     out = head.eval()(**b, kg_score_ids=buckets)
     # token 8 is 1 after the mention's first token 7: its start gets ρ·0.01; token 9, 1 after the last token 8:
     # its end gets ρ·(−0.02); U is still 0, and window 1 is untouched
-    assert (out.start_logits[0, 8] - ref.start_logits[0, 8]).item() == pytest.approx(0.01 * KG_BIAS_RATE, rel=1e-4)
-    assert (out.end_logits[0, 9] - ref.end_logits[0, 9]).item() == pytest.approx(-0.02 * KG_BIAS_RATE, rel=1e-4)
+    assert (out.start_logits[0, 8] - ref.start_logits[0, 8]).item() == pytest.approx(0.01 * BOUNDARY_RATE, rel=1e-4)
+    assert (out.end_logits[0, 9] - ref.end_logits[0, 9]).item() == pytest.approx(-0.02 * BOUNDARY_RATE, rel=1e-4)
     assert torch.equal(out.start_logits[1], ref.start_logits[1])
     assert torch.allclose(masked.eval()(**b, kg_score_ids=buckets).start_logits, ref.start_logits)
     # anchored on the second-ranked entity instead (the control): window 1's token 8 anchors, window 0 has none
     head.fusion = head.fusion.model_copy(update={"entity_boundary_anchor": 2})
     second = head(**b, kg_score_ids=buckets)
     assert torch.equal(second.start_logits[0], ref.start_logits[0])
-    assert (second.start_logits[1, 9] - ref.start_logits[1, 9]).item() == pytest.approx(0.01 * KG_BIAS_RATE, rel=1e-4)
-
-
-def test_shared_bigram_tokens_mark_passage_tokens_in_a_bigram_the_question_holds() -> None:
-    from fusion.layers import shared_bigram_tokens
-
-    ids = torch.tensor([[1, 5, 6, 7, 2, 9, 5, 6, 8, 6, 7, 5, 2]])
-    question = torch.zeros(1, 13, dtype=torch.bool)
-    question[0, 1:4] = True   # bigrams (5, 6), (6, 7)
-    passage = torch.zeros(1, 13, dtype=torch.bool)
-    passage[0, 5:12] = True   # 9 5 6 8 6 7 5: (5, 6) at 6–7, (6, 7) at 9–10; (7, 5) is not the question's
-    got = shared_bigram_tokens(ids, question, passage)[0]
-    assert got.nonzero().flatten().tolist() == [6, 7, 9, 10]
+    assert (second.start_logits[1, 9] - ref.start_logits[1, 9]).item() == pytest.approx(0.01 * BOUNDARY_RATE, rel=1e-4)
 
 
 @pytest.mark.parametrize("source", ["linked", "question_overlap"])
