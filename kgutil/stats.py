@@ -1,5 +1,5 @@
-"""Confidence intervals: percentile bootstrap over paired per-item values (questions, test triples), and Student's t
-over a few independent replicates (seeds).
+"""Confidence intervals: percentile bootstrap over paired per-item values (questions, test triples), the
+multi-bootstrap over seeds × items, and Student's t over a few independent replicates (seeds).
 
 Bootstrap: rows are resampled with replacement; a statistic of the resampled columns' means is recorded per round,
 and the 95% interval is its 2.5th–97.5th percentile. Resampling rows keeps pairs together (paired comparisons).
@@ -39,6 +39,24 @@ def paired_ci(a: np.ndarray, b: np.ndarray, rounds: int = 10_000, seed: int = 0
     one draw for both; the first equals ``bootstrap_ci(a − b)`` with the same seed)."""
     means = _resampled_means(np.stack([a, b], axis=1).astype(float), rounds, seed)
     return _interval(means[:, 0] - means[:, 1]), _interval(means[:, 0] / means[:, 1])
+
+
+def multi_bootstrap_ci(values: np.ndarray, rounds: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95% CI of the mean of ``values`` [S, n] (S training seeds × n items) with seeds and items resampled
+    independently each round, the statistic being the mean over the drawn seeds of each one's mean over the drawn
+    items (the multi-bootstrap of Sellam et al., "The MultiBERTs", 2022). It holds the variance between training
+    runs that a bootstrap over items of seed-averaged values leaves out; for a paired comparison on shared seeds,
+    pass the per-seed, per-item differences. One seed: the bootstrap over items."""
+    arr = np.asarray(values, dtype=float)
+    n_seeds, n_items = arr.shape
+    rng = np.random.default_rng(seed)
+    means = np.empty(rounds)
+    for start in range(0, rounds, 1000):
+        k = min(1000, rounds - start)
+        item_means = arr[:, rng.integers(0, n_items, size=(k, n_items))].mean(axis=2).T  # [k, S]
+        drawn = rng.integers(0, n_seeds, size=(k, n_seeds))
+        means[start:start + k] = np.take_along_axis(item_means, drawn, axis=1).mean(axis=1)
+    return _interval(means)
 
 
 def t_interval(values: np.ndarray) -> tuple[float, float]:

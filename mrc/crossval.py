@@ -5,7 +5,8 @@ chose nothing. Runs go seed-major (seed 1 on every fold first, so each question 
 held out twice) and are recorded, with their per-question scores, after each run: an interrupted protocol
 resumes from its records. Per question, scores are averaged over the seeds that both sides of a comparison have;
 a variant's paired difference to the reference is the mean over questions of those averaged differences, with a
-95% percentile-bootstrap CI over questions.
+95% percentile-bootstrap CI over questions and, with two or more seeds, a multi-bootstrap CI over seeds × questions
+(``kgutil.stats.multi_bootstrap_ci``), which also holds the variance between training runs: the verdict of record.
 
 With ``workers`` > 1 the (seed, fold) groups run in that many worker processes (``python -m mrc.crossval``, one
 GPU shared, or one core each), each recording into its own part file beside the records
@@ -32,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kgutil.cli import set_dotted
 from kgutil.distributed import setup
 from kgutil.io import atomic_write_text
-from kgutil.stats import bootstrap_ci, t_interval
+from kgutil.stats import bootstrap_ci, multi_bootstrap_ci, t_interval
 from mrc.categories import labels_digest, set_metrics
 from mrc.train import TrainConfig, fingerprint, intermediate_stage, selection_score, train_mrc
 
@@ -306,15 +307,21 @@ def macro_f1_ci(mine: CategorySets, theirs: CategorySets | None = None, rounds: 
     return stat(ids), (float(low), float(high))
 
 
-def over_seeds(runs: dict[str, Any]) -> dict[str, Any]:
-    """Per score, the mean over seeds of each seed's mean (×100) with its 95% Student-t interval over seeds (the
-    seeds are the independent replicates: t = 4.303 for 3 seeds). Only seeds with runs on every fold recorded count
-    (a seed part-way through would be scored on other questions); empty for fewer than two such seeds."""
+def complete_seeds(runs: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """seed → its runs (``fold/seed`` keys), for the seeds with a run on every fold that ``runs`` hold (a seed
+    part-way through would be scored on other questions)."""
     by_seed: dict[int, dict[str, Any]] = {}
     for key, run in runs.items():
         by_seed.setdefault(int(key.split("/")[1]), {})[key] = run
     folds = {key.split("/")[0] for key in runs}
-    by_seed = {seed: r for seed, r in by_seed.items() if {key.split("/")[0] for key in r} == folds}
+    return {seed: r for seed, r in sorted(by_seed.items()) if {key.split("/")[0] for key in r} == folds}
+
+
+def over_seeds(runs: dict[str, Any]) -> dict[str, Any]:
+    """Per score, the mean over seeds of each seed's mean (×100) with its 95% Student-t interval over seeds (the
+    seeds are the independent replicates: t = 4.303 for 3 seeds). Only the ``complete_seeds`` count; empty for
+    fewer than two."""
+    by_seed = complete_seeds(runs)
     if len(by_seed) < 2:
         return {}
     figures: dict[str, Any] = {"seeds": sorted(by_seed)}
@@ -378,13 +385,17 @@ def chosen_epoch(history: list[dict[str, Any]], config: TrainConfig) -> int:
 
 def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: int) -> dict[str, Any] | None:
     """Mean paired differences (×100) of ``runs`` to ``reference`` over the questions and runs both have, with
-    95% bootstrap CIs (None when they share no question)."""
+    95% bootstrap CIs over questions of the seed-averaged differences (``SCORE_ci95``) and, with two or more
+    complete seeds in common, multi-bootstrap CIs over seeds × questions (``SCORE_ci95_seeds``: they also hold
+    the variance between training runs, which the first leave out). None when they share no question."""
     common = set(runs) & set(reference)
     mine, theirs = _per_question(runs, common), _per_question(reference, common)
     ids = sorted(set(mine) & set(theirs))
     if not ids:
         return None
     entry: dict[str, Any] = {"questions": len(ids), "runs": len(common)}
+    seeds = complete_seeds({key: runs[key] for key in common})
+    per_seed = [(_per_question(r), _per_question(reference, set(r))) for r in seeds.values()]
     for score in SCORES:
         diffs = np.array([mine[q][score] - theirs[q][score] for q in ids
                           if score in mine[q] and score in theirs[q]]) * 100
@@ -392,12 +403,17 @@ def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: i
             low, high = bootstrap_ci(diffs, rounds)
             entry[f"{score}_diff"] = round(float(diffs.mean()), 2)
             entry[f"{score}_ci95"] = [round(low, 2), round(high, 2)]
+        shared = [q for q in ids if all(score in a.get(q, {}) and score in b.get(q, {}) for a, b in per_seed)]
+        if len(seeds) >= 2 and shared:
+            matrix = np.array([[a[q][score] - b[q][score] for q in shared] for a, b in per_seed]) * 100
+            entry[f"{score}_ci95_seeds"] = [round(x, 2) for x in multi_bootstrap_ci(matrix, rounds)]
     if (sets := _category_sets(runs, common)) and (ref_sets := _category_sets(reference, common)):
         value, ci = macro_f1_ci(sets, ref_sets)
         entry["category_macro_f1_diff"] = round(value, 2)
         entry["category_macro_f1_ci95"] = [round(x, 2) for x in ci]
-    if "em_ci95" in entry:
-        entry["em_ci_excludes_zero"] = entry["em_ci95"][0] > 0 or entry["em_ci95"][1] < 0
+    for key in ("em_ci95", "em_ci95_seeds"):
+        if key in entry:
+            entry[key.replace("ci95", "ci_excludes_zero")] = entry[key][0] > 0 or entry[key][1] < 0
     return entry
 
 
@@ -410,8 +426,14 @@ def verdicts(summary: dict[str, Any]) -> list[str]:
                 continue
             low, high = p[f"{score}_ci95"]
             side = "above" if low > 0 else "below" if high < 0 else "not distinguishable from"
+            seeds = ""
+            if f"{score}_ci95_seeds" in p:
+                low_s, high_s = p[f"{score}_ci95_seeds"]
+                seeds = (f"; over seeds × questions [{low_s:+.2f}, {high_s:+.2f}] — "
+                         f"{'above' if low_s > 0 else 'below' if high_s < 0 else 'not distinguishable'}")
             lines.append(f"{name.split('-vs-')[0]}: {label} {p[f'{score}_diff']:+.2f} [{low:+.2f}, {high:+.2f}] vs "
-                         f"{p['against']} on {p['questions']} questions × {p['runs']} runs — {side} {p['against']}")
+                         f"{p['against']} on {p['questions']} questions × {p['runs']} runs — {side} {p['against']}"
+                         + seeds)
     return lines
 
 

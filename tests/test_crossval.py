@@ -41,6 +41,22 @@ def test_summary_pairs_on_shared_questions_and_seeds() -> None:
         "baseline"  # better on test, worse on validation: validation decides
 
 
+def test_paired_seeds_get_a_multi_bootstrap_interval_that_holds_their_disagreement() -> None:
+    questions = ["a", "b", "c", "d"]
+    base = {f"{fold}/{seed}": _run({q: 0 for q in questions[2 * fold:2 * fold + 2]}) for fold in (0, 1)
+            for seed in (1, 2)}
+    kg = {f"{fold}/{seed}": _run({q: int(seed == 1) for q in questions[2 * fold:2 * fold + 2]}) for fold in (0, 1)
+          for seed in (1, 2)}
+    kg["0/3"] = _run({"a": 1, "b": 1})   # the baseline has no seed 3: left out of both intervals
+    summary = summarize({"baseline": base, "kg": kg}, CVConfig(folds=2, seeds=[1, 2, 3], bootstrap=2000))
+    paired = summary["paired"]["kg"]
+    # seed 1 gains on every question, seed 2 on none: averaged over seeds every question gains +50, so the
+    # bootstrap over questions is [50, 50]; over seeds × questions the draws are seeds {1,1}, {1,2}, {2,2}
+    assert paired["em_diff"] == 50.0 and paired["em_ci95"] == [50.0, 50.0] and paired["em_ci_excludes_zero"]
+    assert paired["em_ci95_seeds"] == [0.0, 100.0] and not paired["em_ci_excludes_zero_seeds"]
+    assert "over seeds × questions [+0.00, +100.00] — not distinguishable" in verdicts(summary)[0]
+
+
 def test_several_seeds_get_a_t_interval_over_seed_means() -> None:
     def run(em: list[float], gold: list[str], predicted: list[str], prefix: str = "q") -> dict:
         return {"questions": {f"{prefix}{i}": {"em": v, "categories": {"gold": [g], "predicted": [p]}}
