@@ -12,8 +12,8 @@ holding support, category macro F1 from the part holding categories, each with i
 and, with several seeds, the mean over seeds with its 95% t-interval ("over_seeds"); parameters are the sum over
 parts of the encoder and the heads each part trains. The config's reference variant, when it trains a known task
 set, is a further grouping ("reference": the recipe's tasks only). Paired differences (95% bootstrap CIs over
-questions; for category macro F1 over the questions' category sets) compare the PVI grouping's model of each task
-with each other grouping's on the same questions, folds and seeds.
+questions and, with several seeds, over seeds × questions; for category macro F1 over the questions' category sets)
+compare the PVI grouping's model of each task with each other grouping's on the same questions, folds and seeds.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, mine, theirs in comparisons(groupings):
         if mine in records and theirs in records:
             scores = PAIRED_SCORES[key.split(":")[0]]
-            keep = {"questions", "runs"} | {f"{s}{end}" for s in scores for end in ("_diff", "_ci95")}
+            keep = {"questions", "runs"} | {f"{s}{end}" for s in scores for end in ("_diff", "_ci95", "_ci95_seeds")}
             entry = paired_difference(records[mine], records[theirs], config.bootstrap) or {}
             paired[key] = {"models": [mine, theirs], **{k: v for k, v in entry.items() if k in keep}}
     result["paired"] = paired
