@@ -417,6 +417,10 @@ def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: i
     return entry
 
 
+def _side(low: float, high: float) -> str:
+    return "above" if low > 0 else "below" if high < 0 else "not distinguishable from"
+
+
 def verdicts(summary: dict[str, Any]) -> list[str]:
     """One line per paired comparison and score: answer EM, and category macro F1 where both sides have categories."""
     lines = []
@@ -425,15 +429,13 @@ def verdicts(summary: dict[str, Any]) -> list[str]:
             if f"{score}_ci95" not in p:
                 continue
             low, high = p[f"{score}_ci95"]
-            side = "above" if low > 0 else "below" if high < 0 else "not distinguishable from"
-            seeds = ""
+            line = (f"{name.split('-vs-')[0]}: {label} {p[f'{score}_diff']:+.2f} [{low:+.2f}, {high:+.2f}] vs "
+                    f"{p['against']} on {p['questions']} questions × {p['runs']} runs — {_side(low, high)} "
+                    f"{p['against']}")
             if f"{score}_ci95_seeds" in p:
-                low_s, high_s = p[f"{score}_ci95_seeds"]
-                seeds = (f"; over seeds × questions [{low_s:+.2f}, {high_s:+.2f}] — "
-                         f"{'above' if low_s > 0 else 'below' if high_s < 0 else 'not distinguishable'}")
-            lines.append(f"{name.split('-vs-')[0]}: {label} {p[f'{score}_diff']:+.2f} [{low:+.2f}, {high:+.2f}] vs "
-                         f"{p['against']} on {p['questions']} questions × {p['runs']} runs — {side} {p['against']}"
-                         + seeds)
+                low, high = p[f"{score}_ci95_seeds"]
+                line += f"; over seeds × questions [{low:+.2f}, {high:+.2f}] — {_side(low, high)} {p['against']}"
+            lines.append(line)
     return lines
 
 

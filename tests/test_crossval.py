@@ -54,7 +54,7 @@ def test_paired_seeds_get_a_multi_bootstrap_interval_that_holds_their_disagreeme
     # bootstrap over questions is [50, 50]; over seeds × questions the draws are seeds {1,1}, {1,2}, {2,2}
     assert paired["em_diff"] == 50.0 and paired["em_ci95"] == [50.0, 50.0] and paired["em_ci_excludes_zero"]
     assert paired["em_ci95_seeds"] == [0.0, 100.0] and not paired["em_ci_excludes_zero_seeds"]
-    assert "over seeds × questions [+0.00, +100.00] — not distinguishable" in verdicts(summary)[0]
+    assert "over seeds × questions [+0.00, +100.00] — not distinguishable from baseline" in verdicts(summary)[0]
 
 
 def test_several_seeds_get_a_t_interval_over_seed_means() -> None:
