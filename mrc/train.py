@@ -334,15 +334,20 @@ _RUN_ONLY = {"epochs", "resume", "progress", "out", "device", "precision", "eval
              "stop_after_epoch"}
 
 
+# The stage's model is fixed here, not read from ModelConfig's defaults: a medical run's hash does not hold its stage,
+# so a model default changed later (e.g. question_boundary) must not change the stage that recorded runs started from.
+STAGE_MODEL = ModelConfig(question_boundary=False)
+
+
 def stage_settings(config: TrainConfig) -> tuple[TrainConfig, str]:
-    """The intermediate stage's training config (the recipe on the stage's data, with the default model: open-domain
-    data has no support labels, so the medical run's loss weights, head and family do not apply) and its
-    fingerprint, which decides whether a kept stage model can be reused."""
+    """The intermediate stage's training config (the recipe on the stage's data, with the plain baseline model
+    ``STAGE_MODEL``: open-domain data has no support labels, so the medical run's loss weights, heads and family do
+    not apply) and its fingerprint, which decides whether a kept stage model can be reused."""
     stage = config.intermediate
     stage_config = config.model_copy(update={
         "train": list(stage.data), "validation": None,
         "epochs": stage.epochs, "seed": stage.seed, "intermediate": IntermediateConfig(epochs=0),
-        "model": ModelConfig(), "split": SplitConfig(validation_share=0.0),
+        "model": STAGE_MODEL, "split": SplitConfig(validation_share=0.0),
         "max_train_examples": None, "categories": None, "selection": "f1", "pvi": None, "knowledge_lr": None})
     stage_id = fingerprint(stage_config, _RUN_ONLY - {"epochs"})
     # one directory per stage setting: runs whose stages differ (e.g. in lr) never overwrite each other's model

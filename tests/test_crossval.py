@@ -265,6 +265,31 @@ def test_changing_a_default_never_relabels_recorded_runs() -> None:
         "categories": "c.json", "category_lr": 1e-3, "model": {"category_weight": 4.0}}
 
 
+def test_the_intermediate_stage_does_not_follow_the_model_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A medical run's hash does not hold its CMRC 2018 stage, so the stage must not change with the medical model
+    or with a model default changed later: runs whose hashes match started from the same stage."""
+    from mrc.model import ModelConfig
+    from mrc.train import FINGERPRINT_DEFAULTS, TrainConfig, stage_settings
+
+    def stages() -> set[tuple[str, str]]:
+        return {(str(stage.out), stage_id) for stage, stage_id in (
+            stage_settings(TrainConfig.model_validate({"model": model})) for model in (
+                {}, {"question_boundary": True}, {"model_type": "cmedbert", "support_weight": 1.0}))}
+
+    today = stages()
+    assert len(today) == 1 and "model" not in json.loads(next(iter(today))[1])
+    # a later default, changed as fingerprint_defaults.json says: the setting's first default is frozen there
+    monkeypatch.setattr(ModelConfig.model_fields["question_boundary"], "default", True)
+    monkeypatch.setitem(FINGERPRINT_DEFAULTS["model"], "question_boundary", False)
+    ModelConfig.model_rebuild(force=True)
+    try:
+        assert ModelConfig().question_boundary and stages() == today
+    finally:
+        monkeypatch.undo()
+        ModelConfig.model_rebuild(force=True)
+    assert not ModelConfig().question_boundary
+
+
 def test_a_family_setting_added_later_never_relabels_recorded_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """A model family's own settings (model.fusion) are fingerprinted against the family's frozen defaults."""
     from fusion.cmedbert import CMedBERT, FusionConfig
