@@ -100,18 +100,35 @@ def recorded_elsewhere(records_path: Path) -> dict[str, dict[str, Any]]:
     trained for one protocol serves every protocol whose run is the same."""
     found: dict[str, dict[str, Any]] = {}
     for other in sorted(records_path.parent.glob("*.runs.json")):
-        if other == records_path:
-            continue
-        for runs in json.loads(other.read_text(encoding="utf-8")).values():
-            found.update({r["config_hash"]: r for r in runs.values() if "config_hash" in r})
+        if other != records_path:
+            found.update(by_hash(json.loads(other.read_text(encoding="utf-8"))))
     return found
+
+
+def by_hash(records: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every run of ``records`` (any label, superseded ones included) by its run hash."""
+    return {r["config_hash"]: r for runs in records.values() for r in runs.values() if "config_hash" in r}
+
+
+def store(records: dict[str, Any], variant: str, key: str, run: dict[str, Any]) -> None:
+    """Record ``run`` as ``variant``'s run ``key`` ("fold/seed"). A run recorded there under another run hash (a
+    former config, e.g. other epochs) moves to the label ``variant@HASH`` — named, not summarised, and found again
+    by its hash when the config returns to it — so no recorded run is ever overwritten."""
+    former = records.get(variant, {}).get(key)
+    if former is not None and former.get("config_hash") != run.get("config_hash"):
+        records.setdefault(f"{variant}@{former.get('config_hash', 'unhashed')}", {})[key] = former
+    records.setdefault(variant, {})[key] = run
+    returning = f"{variant}@{run.get('config_hash')}"
+    if records.get(returning, {}).pop(key, None) is not None and not records[returning]:
+        del records[returning]
 
 
 def run_cv(config: CVConfig, records_path: Path, train: Callable[[TrainConfig], Any] = train_mrc,
            workers: int = 1) -> dict[str, Any]:
     """Train every missing (seed, fold, variant) run, recording after each; returns the records. A run already
-    recorded with the same training config by another protocol is copied, not retrained; a recorded run whose
-    config has changed since is trained again. ``workers`` > 1 runs the (seed, fold) groups in worker processes."""
+    recorded with the same training config (by another protocol, or here under a former config) is copied, not
+    retrained; a recorded run whose config has changed since is trained again, the former run kept (``store``).
+    ``workers`` > 1 runs the (seed, fold) groups in worker processes."""
     merge_parts(records_path)
     if workers > 1:
         _run_workers(config, records_path, workers)
@@ -127,22 +144,23 @@ def run_cv(config: CVConfig, records_path: Path, train: Callable[[TrainConfig], 
         if _is_recorded(records, variant, fold, seed, digest):
             continue
         if key in records.get(variant, {}):
-            log.warning("%s, fold %d, seed %d: its config changed since it was recorded; training it again",
-                        variant, fold, seed)
-        if digest in elsewhere:
-            log.info("cross-validation run %d/%d: %s, fold %d, seed %d recorded by another protocol", n,
-                     len(order), variant, fold, seed)
-            records.setdefault(variant, {})[key] = elsewhere[digest]
+            log.warning("%s, fold %d, seed %d: its config changed since it was recorded; the former run stays "
+                        "recorded as %s@%s", variant, fold, seed, variant, records[variant][key].get("config_hash"))
+        found = by_hash(records).get(digest) or elsewhere.get(digest)
+        if found is not None:
+            log.info("cross-validation run %d/%d: %s, fold %d, seed %d recorded before (this or another protocol)",
+                     n, len(order), variant, fold, seed)
+            store(records, variant, key, found)
             atomic_write_text(records_path, json.dumps(records, ensure_ascii=False))
             continue
         log.info("cross-validation run %d/%d: %s, fold %d, seed %d", n, len(order), variant, fold, seed)
         result = train(run)
         test = result.test_metrics
-        records.setdefault(variant, {})[key] = {
+        store(records, variant, key, {
             "config_hash": digest, "overall": test["overall"], "questions": test["questions"],
             "validation": _validation_figures(result.best_metrics),
             "epochs_chosen": chosen_epoch(result.history, run),
-            "train_seconds": round(sum(h["seconds"] for h in result.history), 1)}
+            "train_seconds": round(sum(h["seconds"] for h in result.history), 1)})
         atomic_write_text(records_path, json.dumps(records, ensure_ascii=False))
     return records
 
@@ -164,7 +182,8 @@ def merge_parts(records_path: Path) -> None:
     records = json.loads(records_path.read_text(encoding="utf-8")) if records_path.exists() else {}
     for part in parts:
         for variant, runs in json.loads(part.read_text(encoding="utf-8")).items():
-            records.setdefault(variant, {}).update(runs)
+            for key, run in runs.items():
+                store(records, variant, key, run)
     atomic_write_text(records_path, json.dumps(records, ensure_ascii=False))
     for part in parts:
         part.unlink()

@@ -192,10 +192,21 @@ def test_tiny_cross_validation_tests_every_question_once_and_resumes(tiny_encode
     other = config.model_copy(update={"variants": {"baseline": {}}, "run_folds": [0]})
     copied = run_cv(other, tmp_path / "other.runs.json", train=must_not_train)
     assert copied["baseline"]["0/1"] == records["baseline"]["0/1"]
-    # a recorded run whose config has changed since is trained again, never reused
+    # a recorded run whose config has changed since is trained again, never reused, and never overwritten: the
+    # former run moves to "baseline@HASH" (named, not summarised) and comes back when the config does
     changed = config.model_copy(update={"variants": {"baseline": {"lr": 5e-4}}, "run_folds": [0]})
     with pytest.raises(AssertionError, match="retrained"):
         run_cv(changed, records_path, train=must_not_train)
+    former = records["baseline"]["0/1"]
+    after = run_cv(changed, records_path)
+    new = after["baseline"]["0/1"]
+    assert new["config_hash"] != former["config_hash"]
+    assert after[f"baseline@{former['config_hash']}"] == {"0/1": former}
+    assert current_runs(after, changed)[1] == ["baseline 1/1", "high_lr 0/1", "high_lr 1/1",
+                                               f"baseline@{former['config_hash']} 0/1"]
+    back = run_cv(config, records_path, train=must_not_train)
+    assert back["baseline"]["0/1"] == former and back[f"baseline@{new['config_hash']}"] == {"0/1": new}
+    assert f"baseline@{former['config_hash']}" not in back
     summary = summarize(records, config)
     assert summary["variants"]["baseline"]["questions"] == len(ids)
     assert set(summary["paired"]) == {"high_lr"}
