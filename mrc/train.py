@@ -2,7 +2,7 @@
 
 The defaults are the recipe of record (``TrainConfig``; configs only name data and outputs): an intermediate
 stage on open-domain CMRC 2018 (1 epoch), then 8 epochs on the medical data, lr 1e-4 with 10% warm-up, 30% of
-answerless windows kept, λ = 0.5, windows of 384 tokens with stride 128, fp32.
+answerless windows kept, λ = 0.25, windows of 384 tokens with stride 128, fp32.
 Data: the training files are split by passage (never by question) into train, validation and, for
 cross-validation, a test fold (``SplitConfig``); the parts are written to OUT as SQuAD-layout JSON. Each epoch:
 train, evaluate on validation, tune the support threshold τ there, keep the best model (``OUT/best``) by answer
@@ -334,9 +334,10 @@ _RUN_ONLY = {"epochs", "resume", "progress", "out", "device", "precision", "eval
              "stop_after_epoch"}
 
 
-# The stage's model is fixed here, not read from ModelConfig's defaults: a medical run's hash does not hold its stage,
-# so a model default changed later (e.g. question_boundary) must not change the stage that recorded runs started from.
-STAGE_MODEL = ModelConfig(question_boundary=False)
+# The stage's model is the model of the frozen defaults, not of ModelConfig's current ones: a medical run's hash does not
+# hold its stage, so a model default changed later (question_boundary, support_weight) must not change the stage that
+# recorded runs started from.
+STAGE_MODEL = ModelConfig.model_validate(FINGERPRINT_DEFAULTS["model"])
 
 
 def stage_settings(config: TrainConfig) -> tuple[TrainConfig, str]:

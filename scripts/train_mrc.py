@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Train an MRC model (baseline multi-task or CMedBERT). With no recipe flags it trains the recipe of record:
-1 epoch of CMRC 2018 (intermediate stage), then 8 medical epochs, lr 1e-4, 30% answerless windows, λ = 0.5,
+1 epoch of CMRC 2018 (intermediate stage), then 8 medical epochs, lr 1e-4, 30% answerless windows, λ = 0.25,
 windows 384/128; epoch and support threshold are chosen on a validation share of the passages.
 
 Examples:

@@ -62,12 +62,12 @@ def test_cross_validation_configs(path: Path) -> None:
 
 def test_recipe_of_record_is_the_default() -> None:
     config = TrainConfig()
-    assert (config.epochs, config.lr, config.negative_windows, config.model.support_weight) == (8, 1e-4, 0.3, 0.5)
+    assert (config.epochs, config.lr, config.negative_windows, config.model.support_weight) == (8, 1e-4, 0.3, 0.25)
     assert (config.features.max_seq_length, config.features.doc_stride, config.intermediate.epochs) == (384, 128, 1)
     assert config.split.fold is None and config.split.validation_share > 0  # selection never on reported data
     # naming any other model setting keeps the recipe's λ (it once fell back to 1.0 when a variant set model.x)
     for model in ({"model_type": "cmedbert"}, {"category_weighting": "positive"}):
-        assert TrainConfig.model_validate({"model": model}).model.support_weight == 0.5
+        assert TrainConfig.model_validate({"model": model}).model.support_weight == 0.25
 
 
 def test_one_intermediate_stage_serves_every_variant() -> None:

@@ -261,18 +261,21 @@ def test_changing_a_default_never_relabels_recorded_runs() -> None:
         epochs: int = 6
         new_setting: int = 3
 
-    assert fingerprint(Later(epochs=4)) == "{}"  # a run of the frozen 4-epoch recipe keeps its identity
-    assert fingerprint(TrainConfig()) == '{"epochs":8}'  # the recipe changed once already (4 → 8 epochs)
-    assert fingerprint(Later()) == '{"epochs":6}'  # the new default is a different run
-    assert fingerprint(Later(epochs=4, new_setting=5)) == '{"new_setting":5}'  # a new setting counts when set
-    changed = json.loads(fingerprint(TrainConfig(lr=5e-5, features={"max_seq_length": 512})))
+    frozen = {"support_weight": 0.5}  # the frozen recipe's λ (today's default is 0.25)
+    assert fingerprint(Later(epochs=4, model=frozen)) == "{}"  # a run of the frozen 4-epoch recipe keeps its identity
+    # the recipe changed twice already (4 → 8 epochs, λ 0.5 → 0.25)
+    assert fingerprint(TrainConfig()) == '{"model":{"support_weight":0.25},"epochs":8}'
+    assert fingerprint(Later(model=frozen)) == '{"epochs":6}'  # the new default is a different run
+    assert fingerprint(Later(epochs=4, model=frozen, new_setting=5)) == '{"new_setting":5}'  # counts when set
+    changed = json.loads(fingerprint(TrainConfig(lr=5e-5, model=frozen, features={"max_seq_length": 512})))
     assert changed == {"epochs": 8, "features": {"max_seq_length": 512}, "lr": 5e-5}  # nested: only what differs
     # the category head's rate and weight changed once (head_lr → 1e-3, λ_C 1 → 4): they count for runs with the
     # head, and only for them
-    assert fingerprint(TrainConfig(epochs=4)) == "{}"
-    former = TrainConfig(epochs=4, categories="c.json", category_lr=None, model={"category_weight": 1.0})
+    assert fingerprint(TrainConfig(epochs=4, model=frozen)) == "{}"
+    former = TrainConfig(epochs=4, categories="c.json", category_lr=None,
+                         model={"category_weight": 1.0, **frozen})
     assert fingerprint(former) == '{"categories":"c.json"}'
-    assert json.loads(fingerprint(TrainConfig(epochs=4, categories="c.json"))) == {
+    assert json.loads(fingerprint(TrainConfig(epochs=4, categories="c.json", model=frozen))) == {
         "categories": "c.json", "category_lr": 1e-3, "model": {"category_weight": 4.0}}
 
 
@@ -307,7 +310,8 @@ def test_a_family_setting_added_later_never_relabels_recorded_runs(monkeypatch: 
     from mrc.train import TrainConfig, fingerprint
 
     def run(**fusion: Any) -> str:
-        return fingerprint(TrainConfig.model_validate({"model": {"model_type": "cmedbert", "fusion": fusion}}))
+        return fingerprint(TrainConfig.model_validate({"model": {"model_type": "cmedbert", "support_weight": 0.5,
+                                                                 "fusion": fusion}}))
 
     recorded = run(loops=1)
     assert json.loads(recorded)["model"] == {"model_type": "cmedbert", "fusion": {"loops": 1}}
