@@ -9,7 +9,8 @@ With answer categories (Clinical QA 2.0), a head on the answer representation a 
 with class weights w_c = N / (|C|·count_c) from the training labels (``mrc.categories``); with
 ``category_weighting: positive`` w_c weights only the positive term: −[w_c·y_c·log p_c + (1 − y_c)·log(1 − p_c)].
 With ``question_boundary``, a zero-start boundary head (``mrc.boundary``) adds logits of where the answer starts
-and ends relative to the passage tokens in a bigram shared with the question (text alone, no knowledge).
+and ends relative to the passage tokens in a bigram shared with the question (text alone, no knowledge); with
+``boundary_dropout`` p, training leaves that head out of a window with probability p.
 Subclasses change ``represent`` (o from H) and ``support_weight`` (λ); see ``fusion.cmedbert``. When the batch
 holds answer positions, ``represent`` may return a training term of its own as ``details["auxiliary_loss"]``
 (already weighted): L += L_aux.
@@ -65,10 +66,16 @@ class ModelConfig(BaseModel):
                                     "starts and ends relative to them; text alone, no knowledge)")
     boundary_radius: int = Field(16, ge=1, description="the boundary head's offsets beyond ± this many tokens share "
                                                        "one bias")
+    boundary_dropout: float = Field(0.0, ge=0, lt=1, description="in training, the question-anchored boundary head "
+                                    "is left out of a window with this probability (not rescaled: a kept window sees "
+                                    "the bias inference sees), so that another anchor (fusion.entity_boundary) must "
+                                    "carry those windows; 0 = off")
     fusion: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _family_settings(self) -> "ModelConfig":
+        if self.boundary_dropout and not self.question_boundary:
+            raise ValueError("boundary_dropout needs question_boundary (it drops that head)")
         if self.category_class_weights and len(self.category_class_weights) != len(self.categories):
             raise ValueError(f"{len(self.category_class_weights)} category class weights for "
                              f"{len(self.categories)} categories")
@@ -173,6 +180,8 @@ class BaselineMRC(nn.Module):
         auxiliary_loss, span_bias = details.pop("auxiliary_loss", None), details.pop("span_bias", None)
         if self.boundary is not None:
             bias = self.boundary(o, question_anchor(batch))
+            if self.training and self.config.boundary_dropout:
+                bias = bias * (torch.rand(bias.shape[0], 1, 1, device=bias.device) >= self.config.boundary_dropout)
             span_bias = bias if span_bias is None else span_bias + bias
         o = self.dropout(o)
         span_logits = self.span(o).float()  # fp32 logits and losses under autocast

@@ -41,7 +41,8 @@ FLAGS = {
     "warmup_ratio": "warmup_ratio", "max_seq_length": "features.max_seq_length",
     "doc_stride": "features.doc_stride", "negative_windows": "negative_windows", "metric": "metric",
     "support_weight": "model.support_weight", "answer_weight": "model.answer_weight",
-    "question_boundary": "model.question_boundary", "boundary_radius": "model.boundary_radius", "device": "device",
+    "question_boundary": "model.question_boundary", "boundary_radius": "model.boundary_radius",
+    "boundary_dropout": "model.boundary_dropout", "device": "device",
     "precision": "precision", "resume": "resume", "progress": "progress", "selection": "selection",
     "pvi": "pvi", "pvi_threshold": "pvi_threshold", "test": "test",
 }

@@ -73,3 +73,26 @@ def test_question_boundary_starts_as_the_baseline_learns_and_survives_a_save(tin
     save_model(head, AutoTokenizer.from_pretrained(str(tiny_encoder)), tmp_path / "model")
     loaded, _, payload = load_model(tmp_path / "model")
     assert payload["config"]["question_boundary"] and torch.equal(loaded.eval()(**b).start_logits, out.start_logits)
+
+
+def test_boundary_dropout_leaves_the_head_out_of_some_training_windows_and_none_at_inference(
+        tiny_encoder: Path) -> None:
+    torch.manual_seed(0)
+    plain = build_model(tiny_encoder, ModelConfig(dropout=0.0)).eval()
+    head = build_model(tiny_encoder, ModelConfig(dropout=0.0, question_boundary=True, boundary_radius=2,
+                                                 boundary_dropout=0.5))
+    head.load_state_dict(plain.state_dict(), strict=False)
+    for module in head.encoder.modules():   # the encoder's own dropout off: only the head's is random
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    with torch.no_grad():
+        head.boundary.offset_bias.weight[5] = torch.tensor([0.01, -0.02])
+    b = {k: v[:1].repeat(400, *[1] * (v.dim() - 1)) for k, v in window_batch().items()}   # 400 copies of window 0
+    ref, kept = plain(**b).start_logits, head.eval()(**b).start_logits
+    assert not torch.allclose(kept[:, 9], ref[:, 9])   # at inference every window has the head
+    trained = head.train()(**b).start_logits[:, 9]
+    dropped = torch.isclose(trained, ref[:, 9], atol=1e-5)
+    assert torch.isclose(trained[~dropped], kept[~dropped, 9], atol=1e-5).all()   # kept: not rescaled
+    assert 160 < int(dropped.sum()) < 240   # ≈ half of 400 (p = 0.5)
+    with pytest.raises(ValueError, match="needs question_boundary"):
+        ModelConfig(boundary_dropout=0.5)
