@@ -32,7 +32,8 @@ from pydantic import ValidationError
 
 from bench.common import RESULTS, parse_cv_args, write_result
 from kgutil.io import atomic_write_text
-from mrc.crossval import CVConfig, run_config, run_hash, summarize, verdicts
+from mrc.crossval import CVConfig, run_config, run_hash, summarize
+from mrc.cv_report import verdicts
 from mrc.inference import evaluate_saved_model
 from mrc.registry import model_class
 from mrc.train import load_examples

@@ -6,6 +6,7 @@ per seed, the same folds and seeds for every variant, paired differences with 95
   python bench/mrc_cv.py --config configs/cv/fusion_cv.yaml                  # knowledge fusion vs baseline
   python bench/mrc_cv.py --config configs/cv/fusion_cv.yaml --run-folds 0 --seeds 1    # one-fold screening
   python bench/mrc_cv.py --config configs/cv/fusion_cv.yaml --workers 15      # (seed, fold) groups in parallel (GPU)
+Prints a verdict per paired comparison and the comparison as a Markdown table (--table FILE.md keeps it).
 Writes bench/results/NAME.json (NAME = the config's file name; the reference variant's figures also as "test",
 every variant's also at the top level under its name) and NAME.runs.json (every run's per-question scores); a
 second invocation resumes from the latter. The figures are those of the runs the config describes now: runs
@@ -22,7 +23,8 @@ from pathlib import Path
 
 from bench.common import RESULTS, parse_cv_args, write_result
 from kgutil.io import atomic_write_text
-from mrc.crossval import add_hashes, current_runs, recorded_elsewhere, run_cv, summarize, verdicts
+from mrc.crossval import add_hashes, current_runs, recorded_elsewhere, run_cv, summarize
+from mrc.cv_report import markdown_table, verdicts
 
 log = logging.getLogger("mrc_cv")
 
@@ -33,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+")
     p.add_argument("--variants", nargs="+", help="only these variants (the reference is always run)")
     p.add_argument("--summary-only", action="store_true", help="summarise the recorded runs, train nothing")
+    p.add_argument("--table", type=Path, metavar="FILE.md", help="also write the comparison as a Markdown table "
+                   "(the paper's Table 5: scores and paired differences with their CIs; it is printed either way)")
     p.add_argument("--workers", type=int, default=1, help="run the (seed, fold) groups in this many processes "
                    "(one GPU holds ~15 m3e-small runs at once; on a CPU, one per core at most)")
     args, config = parse_cv_args(p, argv, lambda args: {"run_folds": args.run_folds, "seeds": args.seeds})
@@ -65,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     write_result(name, summary)
     for line in verdicts(summary):
         print(line)
+    table = markdown_table(summary, protocol.reference)
+    print(table)
+    if args.table:
+        atomic_write_text(args.table, table + "\n")
     return 0
 
 

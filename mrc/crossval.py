@@ -436,28 +436,6 @@ def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: i
     return entry
 
 
-def _side(low: float, high: float) -> str:
-    return "above" if low > 0 else "below" if high < 0 else "not distinguishable from"
-
-
-def verdicts(summary: dict[str, Any]) -> list[str]:
-    """One line per paired comparison and score: answer EM, and category macro F1 where both sides have categories."""
-    lines = []
-    for name, p in summary["paired"].items():
-        for score, label in (("em", "EM"), ("category_macro_f1", "category macro F1")):
-            if f"{score}_ci95" not in p:
-                continue
-            low, high = p[f"{score}_ci95"]
-            line = (f"{name.split('-vs-')[0]}: {label} {p[f'{score}_diff']:+.2f} [{low:+.2f}, {high:+.2f}] vs "
-                    f"{p['against']} on {p['questions']} questions × {p['runs']} runs — {_side(low, high)} "
-                    f"{p['against']}")
-            if f"{score}_ci95_seeds" in p:
-                low, high = p[f"{score}_ci95_seeds"]
-                line += f"; over seeds × questions [{low:+.2f}, {high:+.2f}] — {_side(low, high)} {p['against']}"
-            lines.append(line)
-    return lines
-
-
 if __name__ == "__main__":  # a worker of run_cv(workers > 1): the CVConfig JSON on stdin, the part file as argument
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     run_cv(CVConfig.model_validate_json(sys.stdin.read()), Path(sys.argv[1]))

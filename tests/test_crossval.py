@@ -11,7 +11,8 @@ import pytest
 
 from conftest import ROOT
 from mrc.crossval import (CVConfig, chosen_epoch, current_runs, recorded_elsewhere, run_config, run_cv, run_hash,
-                          summarize, verdicts)
+                          summarize)
+from mrc.cv_report import markdown_table, verdicts
 from mrc.data import read_dataset
 from mrc.train import TrainConfig, sample_passages, write_squad
 
@@ -55,6 +56,28 @@ def test_paired_seeds_get_a_multi_bootstrap_interval_that_holds_their_disagreeme
     assert paired["em_diff"] == 50.0 and paired["em_ci95"] == [50.0, 50.0] and paired["em_ci_excludes_zero"]
     assert paired["em_ci95_seeds"] == [0.0, 100.0] and not paired["em_ci_excludes_zero_seeds"]
     assert "over seeds × questions [+0.00, +100.00] — not distinguishable from baseline" in verdicts(summary)[0]
+
+
+def test_the_table_holds_every_variant_and_pair_with_its_intervals() -> None:
+    questions = ["a", "b", "c", "d"]
+    base = {f"{fold}/{seed}": _run({q: 0 for q in questions[2 * fold:2 * fold + 2]}) for fold in (0, 1)
+            for seed in (1, 2)}
+    kg = {f"{fold}/{seed}": _run({q: int(seed == 1) for q in questions[2 * fold:2 * fold + 2]}) for fold in (0, 1)
+          for seed in (1, 2)}
+    twin = {"0/1": _run({"a": 1, "b": 0}), "1/1": _run({"c": 0, "d": 0})}    # one seed only
+    summary = summarize({"baseline": base, "kg": kg, "twin": twin},
+                        CVConfig(folds=2, seeds=[1, 2], bootstrap=2000, pairs=[("kg", "twin")]))
+    lines = markdown_table(summary, "baseline").splitlines()
+    assert lines[0] == "| variant | questions × runs | EM | F1 | Δ EM | Δ F1 |"   # no support or category scores
+    assert lines[2] == "| `baseline` | 4 × 4 | 0.00 | 0.00 |  |  |"
+    # kg: +50 on every question averaged over seeds; over seeds × questions the seeds disagree (as above)
+    assert lines[3] == ("| `kg` | 4 × 4 | 50.00 | 50.00 | +50.00 [+50.00, +50.00] [+0.00, +100.00] | "
+                        "+50.00 [+50.00, +50.00] [+0.00, +100.00] |")
+    assert lines[4].startswith("| `twin` | 4 × 2 | 25.00 | 25.00 | +25.00 [")
+    assert lines[4].count("[") == 2                                        # one seed: no interval over seeds
+    # the pair, on seed 1 only: kg gets a, b, c, d right, twin only a
+    assert lines[5].startswith("| `kg` − `twin` | 4 × 2 |  |  | +75.00 [")
+    assert "Δ: the variant − `baseline`" in lines[-1]
 
 
 def test_several_seeds_get_a_t_interval_over_seed_means() -> None:
