@@ -42,12 +42,19 @@ def test_summary_pairs_on_shared_questions_and_seeds() -> None:
         "baseline"  # better on test, worse on validation: validation decides
 
 
-def test_paired_seeds_get_a_multi_bootstrap_interval_that_holds_their_disagreement() -> None:
+def _seeds_that_disagree() -> tuple[dict, dict]:
+    """Questions a, b (fold 0) and c, d (fold 1), seeds 1 and 2: the baseline gets none right; "kg" gets every
+    question right with seed 1 and none with seed 2."""
     questions = ["a", "b", "c", "d"]
     base = {f"{fold}/{seed}": _run({q: 0 for q in questions[2 * fold:2 * fold + 2]}) for fold in (0, 1)
             for seed in (1, 2)}
     kg = {f"{fold}/{seed}": _run({q: int(seed == 1) for q in questions[2 * fold:2 * fold + 2]}) for fold in (0, 1)
           for seed in (1, 2)}
+    return base, kg
+
+
+def test_paired_seeds_get_a_multi_bootstrap_interval_that_holds_their_disagreement() -> None:
+    base, kg = _seeds_that_disagree()
     kg["0/3"] = _run({"a": 1, "b": 1})   # the baseline has no seed 3: left out of both intervals
     summary = summarize({"baseline": base, "kg": kg}, CVConfig(folds=2, seeds=[1, 2, 3], bootstrap=2000))
     paired = summary["paired"]["kg"]
@@ -59,11 +66,7 @@ def test_paired_seeds_get_a_multi_bootstrap_interval_that_holds_their_disagreeme
 
 
 def test_the_table_holds_every_variant_and_pair_with_its_intervals() -> None:
-    questions = ["a", "b", "c", "d"]
-    base = {f"{fold}/{seed}": _run({q: 0 for q in questions[2 * fold:2 * fold + 2]}) for fold in (0, 1)
-            for seed in (1, 2)}
-    kg = {f"{fold}/{seed}": _run({q: int(seed == 1) for q in questions[2 * fold:2 * fold + 2]}) for fold in (0, 1)
-          for seed in (1, 2)}
+    base, kg = _seeds_that_disagree()
     twin = {"0/1": _run({"a": 1, "b": 0}), "1/1": _run({"c": 0, "d": 0})}    # one seed only
     summary = summarize({"baseline": base, "kg": kg, "twin": twin},
                         CVConfig(folds=2, seeds=[1, 2], bootstrap=2000, pairs=[("kg", "twin")]))
