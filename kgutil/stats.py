@@ -1,5 +1,6 @@
 """Confidence intervals: percentile bootstrap over paired per-item values (questions, test triples), the
-multi-bootstrap over seeds × items, and Student's t over a few independent replicates (seeds).
+multi-bootstrap over seeds × items, and Student's t over a few independent replicates (seeds); and the variance
+components of per-seed, per-item differences, which say how many seeds and items a comparison needs.
 
 Bootstrap: rows are resampled with replacement; a statistic of the resampled columns' means is recorded per round,
 and the 95% interval is its 2.5th–97.5th percentile. Resampling rows keeps pairs together (paired comparisons).
@@ -8,6 +9,7 @@ and the 95% interval is its 2.5th–97.5th percentile. Resampling rows keeps pai
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
@@ -68,3 +70,41 @@ def t_interval(values: np.ndarray) -> tuple[float, float]:
         return mean, mean
     half = float(stats.t.ppf(0.975, len(arr) - 1) * arr.std(ddof=1) / math.sqrt(len(arr)))
     return mean - half, mean + half
+
+
+@dataclass(frozen=True)
+class VarianceComponents:
+    """d_si = μ + a_s + b_i + e_si for training run s and item i, with Var(a) = ``run``, Var(b) = ``item``,
+    Var(e) = ``residual`` (the run × item interaction)."""
+
+    run: float
+    item: float
+    residual: float
+
+    def standard_error(self, runs: int, seeds: int, items: int) -> float:
+        """Standard error of the mean difference over ``items`` new items split among ``runs`` independent training
+        runs, each item scored by ``seeds`` of them (k-fold cross-validation: runs = folds × seeds):
+        √(run / runs + item / items + residual / (seeds · items))."""
+        return math.sqrt(self.run / runs + self.item / items + self.residual / (seeds * items))
+
+    def detectable(self, runs: int, seeds: int, items: int, power: float = 0.8) -> float:
+        """The smallest true difference a two-sided 5% test finds with probability ``power``:
+        (z₀.₉₇₅ + z_power) · SE (normal approximation)."""
+        return float((stats.norm.ppf(0.975) + stats.norm.ppf(power)) * self.standard_error(runs, seeds, items))
+
+
+def variance_components(values: np.ndarray) -> VarianceComponents:
+    """Method-of-moments estimates from ``values`` [S, n] (S ≥ 2 runs × n ≥ 2 items, every run scoring every item),
+    two-way ANOVA without replication: residual = MS_res, run = (MS_run − MS_res) / n,
+    item = (MS_item − MS_res) / S, each floored at 0."""
+    arr = np.asarray(values, dtype=float)
+    n_runs, n_items = arr.shape
+    if n_runs < 2 or n_items < 2:
+        raise ValueError(f"variance components need at least 2 runs and 2 items, not {n_runs} × {n_items}")
+    grand, run_means, item_means = arr.mean(), arr.mean(axis=1), arr.mean(axis=0)
+    ms_run = n_items * float(((run_means - grand) ** 2).sum()) / (n_runs - 1)
+    ms_item = n_runs * float(((item_means - grand) ** 2).sum()) / (n_items - 1)
+    residuals = arr - run_means[:, None] - item_means[None, :] + grand
+    ms_res = float((residuals ** 2).sum()) / ((n_runs - 1) * (n_items - 1))
+    return VarianceComponents(run=max(0.0, (ms_run - ms_res) / n_items), item=max(0.0, (ms_item - ms_res) / n_runs),
+                              residual=ms_res)

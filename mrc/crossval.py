@@ -402,6 +402,20 @@ def chosen_epoch(history: list[dict[str, Any]], config: TrainConfig) -> int:
     return max(validated, key=lambda h: selection_score(h["validation"], config))["epoch"] if validated else 0
 
 
+def seed_differences(runs: dict[str, Any], reference: dict[str, Any], score: str) -> np.ndarray | None:
+    """Differences (×100) of ``runs`` to ``reference`` in ``score`` per seed and question, [S, n]: the complete seeds
+    both have (every fold run), the questions each of them scores on both sides, in question order. None with
+    fewer than two such seeds or no such question."""
+    common = set(runs) & set(reference)
+    seeds = complete_seeds({key: runs[key] for key in common})
+    per_seed = [(_per_question(r), _per_question(reference, set(r))) for r in seeds.values()]
+    shared = sorted(q for q in per_seed[0][0] if all(score in a.get(q, {}) and score in b.get(q, {})
+                                                     for a, b in per_seed)) if per_seed else []
+    if len(seeds) < 2 or not shared:
+        return None
+    return np.array([[a[q][score] - b[q][score] for q in shared] for a, b in per_seed]) * 100
+
+
 def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: int) -> dict[str, Any] | None:
     """Mean paired differences (×100) of ``runs`` to ``reference`` over the questions and runs both have, with
     95% bootstrap CIs over questions of the seed-averaged differences (``SCORE_ci95``) and, with two or more
@@ -413,8 +427,6 @@ def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: i
     if not ids:
         return None
     entry: dict[str, Any] = {"questions": len(ids), "runs": len(common)}
-    seeds = complete_seeds({key: runs[key] for key in common})
-    per_seed = [(_per_question(r), _per_question(reference, set(r))) for r in seeds.values()]
     for score in SCORES:
         diffs = np.array([mine[q][score] - theirs[q][score] for q in ids
                           if score in mine[q] and score in theirs[q]]) * 100
@@ -422,9 +434,7 @@ def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: i
             low, high = bootstrap_ci(diffs, rounds)
             entry[f"{score}_diff"] = round(float(diffs.mean()), 2)
             entry[f"{score}_ci95"] = [round(low, 2), round(high, 2)]
-        shared = [q for q in ids if all(score in a.get(q, {}) and score in b.get(q, {}) for a, b in per_seed)]
-        if len(seeds) >= 2 and shared:
-            matrix = np.array([[a[q][score] - b[q][score] for q in shared] for a, b in per_seed]) * 100
+        if (matrix := seed_differences(runs, reference, score)) is not None:
             entry[f"{score}_ci95_seeds"] = [round(x, 2) for x in multi_bootstrap_ci(matrix, rounds)]
     if (sets := _category_sets(runs, common)) and (ref_sets := _category_sets(reference, common)):
         value, ci = macro_f1_ci(sets, ref_sets)

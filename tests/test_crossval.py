@@ -351,3 +351,22 @@ def test_a_family_setting_added_later_never_relabels_recorded_runs(monkeypatch: 
     assert json.loads(run(loops=1))["model"]["fusion"] == {"loops": 1, "merge_residual": True}
     assert json.loads(run(loops=1, merge_residual=False, new_setting=5))["model"]["fusion"] == {
         "loops": 1, "new_setting": 5}
+
+
+def test_power_pools_components_within_folds_and_single_runs_by_hand() -> None:
+    from bench.power import pooled_components, single_run_variance
+    from kgutil.stats import variance_components
+
+    zeros = {f"{fold}/{seed}": _run({q: 0 for q in qs}) for fold, qs in ((0, "ab"), (1, "cde")) for seed in (1, 2)}
+    variant = {"0/1": _run({"a": 1, "b": 0}), "0/2": _run({"a": 1, "b": 1}),
+               "1/1": _run({"c": 1, "d": 0, "e": 0}), "1/2": _run({"c": 0, "d": 0, "e": 1})}
+    components, fold_runs, seeds, questions = pooled_components(variant, zeros, "em")
+    fold0 = variance_components(np.array([[100.0, 0.0], [100.0, 100.0]]))
+    fold1 = variance_components(np.array([[100.0, 0.0, 0.0], [0.0, 0.0, 100.0]]))
+    assert (fold_runs, seeds, questions) == (4, 2, 5)          # weighted by each fold's questions: 2/5 and 3/5
+    assert components.residual == pytest.approx(0.4 * fold0.residual + 0.6 * fold1.residual)
+    assert components.item == pytest.approx(0.4 * fold0.item + 0.6 * fold1.item)
+    # within each run, differences about the run's mean: 0/1 ±50, 0/2 0, 1/1 and 1/2 (66.7, −33.3, −33.3);
+    # Σ² = 5000 + 2 · 6666.7 over 10 differences − 4 run means
+    assert single_run_variance(variant, zeros, "em") == pytest.approx((5000 + 2 * 20000 / 3) / 6)
+    assert pooled_components({"0/1": variant["0/1"]}, zeros, "em") is None      # one seed: nothing to estimate

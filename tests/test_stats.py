@@ -1,11 +1,11 @@
-"""Bootstrap confidence intervals (kgutil.stats)."""
+"""Bootstrap confidence intervals and variance components (kgutil.stats)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from kgutil.stats import bootstrap_ci, multi_bootstrap_ci, paired_ci
+from kgutil.stats import VarianceComponents, bootstrap_ci, multi_bootstrap_ci, paired_ci, variance_components
 
 
 def test_bootstrap_ci_brackets_the_mean_and_narrows_with_n() -> None:
@@ -45,3 +45,31 @@ def test_multi_bootstrap_holds_the_variance_between_seeds() -> None:
     assert (high_a - low_a) == pytest.approx(2 * 1.96 / np.sqrt(1500), rel=0.15)
     assert (high_s - low_s) > 3 * (high_a - low_a)
     assert bootstrap_ci(shifted.mean(axis=0), 4000) == pytest.approx((low_a, high_a), abs=0.02)   # seed means
+
+
+def test_variance_components_by_hand() -> None:
+    # grand mean 3, run means 2 and 4, item means 2, 3, 4, no interaction: MS_run = 3·2/1 = 6 → run (6 − 0)/3 = 2;
+    # MS_item = 2·2/2 = 2 → item (2 − 0)/2 = 1
+    components = variance_components(np.array([[1.0, 2.0, 3.0], [3.0, 4.0, 5.0]]))
+    assert components == VarianceComponents(run=2.0, item=1.0, residual=0.0)
+    assert components.standard_error(runs=2, seeds=2, items=3) == pytest.approx(np.sqrt(2 / 2 + 1 / 3))
+    assert components.detectable(2, 2, 3) == pytest.approx((1.959964 + 0.841621) * np.sqrt(4 / 3), rel=1e-5)
+    with pytest.raises(ValueError, match="at least 2 runs"):
+        variance_components(np.ones((1, 5)))
+
+
+def test_variance_components_recover_a_design_that_the_multi_bootstrap_over_covers() -> None:
+    rng = np.random.default_rng(4)
+    run, item, residual, seeds, n = 4.0, 9.0, 100.0, 40, 500
+    values = (rng.normal(0, np.sqrt(run), (seeds, 1)) + rng.normal(0, np.sqrt(item), (1, n))
+              + rng.normal(0, np.sqrt(residual), (seeds, n)))
+    estimate = variance_components(values)
+    assert estimate.run == pytest.approx(run, abs=2.0) and estimate.item == pytest.approx(item, abs=2.5)
+    assert estimate.residual == pytest.approx(residual, rel=0.05)
+    # 4 seeds where the seed × item interaction dominates (as in the fusion comparisons): resampling seeds and items
+    # both counts the interaction twice, so the multi-bootstrap's interval is about √2 wider than the true SE's
+    truth = VarianceComponents(run=0.3, item=37.0, residual=507.0)
+    values = (rng.normal(0, np.sqrt(truth.run), (4, 1)) + rng.normal(0, np.sqrt(truth.item), (1, 593))
+              + rng.normal(0, np.sqrt(truth.residual), (4, 593)))
+    low, high = multi_bootstrap_ci(values, 4000)
+    assert (high - low) / (2 * 1.96) > 1.2 * truth.standard_error(runs=4, seeds=4, items=593)
