@@ -13,7 +13,8 @@ rescales those two components, in their measured ratio; the run component is kep
 
   python bench/power.py --config configs/cv/fusion_pvi_half.yaml \\
       --pair cmedbert_entity_boundary_text baseline_question_boundary --at configs/cv/fusion_recipe.yaml
-Reads bench/results/NAME.runs.json (the runs each config describes now); writes bench/results/power_NAME.json.
+Reads bench/results/NAME.runs.json (the runs each config describes now); writes the pair's entry into
+bench/results/power_NAME.json (one file per config, an entry per pair).
 """
 
 from __future__ import annotations
@@ -119,7 +120,6 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
     observed = paired_difference(records[variant], records[reference], config.bootstrap) or {}
     figures: dict[str, Any] = {"config": args.config.stem, "at": args.at.stem if args.at else None,
-                               "variant": variant, "reference": reference,
                                "design": {"folds": args.folds, "questions": args.questions},
                                "effect": args.effect, "power": args.power, "scores": {}}
     for score in args.scores:
@@ -153,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{variant} − {reference}, {score}{label}: components {block['components']}; "
                       f"{args.effect:g} points found with power {args.power:g} on {args.folds} folds × S seeds "
                       f"({args.questions} questions) from S = {block['seeds_needed']}")
-    write_result(f"power_{args.config.stem}", figures)
+    path = RESULTS / f"power_{args.config.stem}.json"   # one file per config, one entry per pair
+    pairs = json.loads(path.read_text(encoding="utf-8"))["pairs"] if path.exists() else {}
+    write_result(path.stem, {"pairs": {**pairs, f"{variant}-vs-{reference}": figures}})
     return 0
 
 
