@@ -2,10 +2,10 @@
 """How many seeds a paired comparison needs to see an effect. From its recorded per-seed, per-question differences:
 the variance components (``kgutil.stats.variance_components``: between training runs, between questions, and their
 interaction; estimated within each fold or held-out file with two or more seeds on both sides, pooled over them);
-the standard error they predict for the design they were measured on, beside the one the multi-bootstrap CI of
-record implies (its ratio, the verdict's scale, carries to other designs); and for a target design — k folds × S
-seeds over n questions — the 95% CI half-width and the smallest true difference a two-sided 5% test finds with 80%
-power, by the components and by the multi-bootstrap verdict, for S = 1 … --max-seeds.
+the standard error they predict for the design they were measured on, beside those the recorded CIs over seeds ×
+questions imply; and for a target design — k folds × S seeds over n questions — the 95% CI half-width and the
+smallest true difference the variance-components interval of record (``kgutil.stats.components_ci``, Student's t
+with Satterthwaite's degrees of freedom) finds with 80% power, for S = 2 … --max-seeds.
 
 --at CONFIG projects at another config's scale (e.g. the recipe of record, where only one seed exists): the
 per-question variance of the same pair's single-run differences there (= question + residual under the model)
@@ -23,17 +23,17 @@ import argparse
 import json
 import logging
 import sys
-from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from bench.common import RESULTS, parse_cv_args, write_result
 from kgutil.cli import ConfigError, read_config_file
 from kgutil.stats import VarianceComponents, variance_components
-from mrc.crossval import CVConfig, current_runs, paired_difference, seed_differences
+from mrc.crossval import CVConfig, current_runs, paired_difference, seed_difference_blocks
 
 log = logging.getLogger("power")
 
@@ -45,20 +45,13 @@ def current_records(config_path: Path, config: CVConfig) -> dict[str, Any]:
 
 def pooled_components(runs: dict[str, Any], reference: dict[str, Any], score: str
                       ) -> tuple[VarianceComponents, int, int, int] | None:
-    """Components pooled over the folds (run keys ``fold/seed``) with ≥ 2 seeds on both sides, weighted by their
-    questions, and the measured design: (components, fold runs, seeds, questions). None without such a fold."""
-    by_fold: dict[str, dict[str, Any]] = defaultdict(dict)
-    for key, run in runs.items():
-        by_fold[key.split("/")[0]][key] = run
-    parts = [m for fold_runs in by_fold.values() if (m := seed_differences(fold_runs, reference, score)) is not None]
-    if not parts:
+    """Components pooled within folds (``mrc.crossval.seed_difference_blocks``: the complete seeds both have) and
+    the measured design: (components, fold runs, seeds, questions). None with fewer than two such seeds."""
+    blocks = seed_difference_blocks(runs, reference, score)
+    if blocks is None:
         return None
-    weights = np.array([m.shape[1] for m in parts], dtype=float) / sum(m.shape[1] for m in parts)
-    estimates = [variance_components(m) for m in parts]
-    pooled = VarianceComponents(**{field: float(sum(w * getattr(e, field) for w, e in zip(weights, estimates)))
-                                   for field in ("run", "item", "residual")})
-    seeds = min(m.shape[0] for m in parts)
-    return pooled, seeds * len(parts), seeds, sum(m.shape[1] for m in parts)
+    seeds = blocks[0].shape[0]
+    return variance_components(blocks), seeds * len(blocks), seeds, sum(b.shape[1] for b in blocks)
 
 
 def single_run_variance(runs: dict[str, Any], reference: dict[str, Any], score: str) -> float | None:
@@ -73,22 +66,17 @@ def single_run_variance(runs: dict[str, Any], reference: dict[str, Any], score: 
     return float((values ** 2).sum() / (len(values) - len(residuals))) if len(values) > len(residuals) else None
 
 
-def projection(components: VarianceComponents, verdict_scale: float | None, args: argparse.Namespace
-               ) -> dict[str, Any]:
+def projection(components: VarianceComponents, args: argparse.Namespace) -> dict[str, Any]:
     """Half-width and detectable difference per number of seeds on the target design, and the seeds needed."""
     rows = []
-    for seeds in range(1, args.max_seeds + 1):
-        runs = args.folds * seeds
-        row = {"seeds": seeds,
-               "ci95_half_width": round(1.96 * components.standard_error(runs, seeds, args.questions), 2),
-               "detectable": round(components.detectable(runs, seeds, args.questions, args.power), 2)}
-        if verdict_scale is not None:
-            row["detectable_multi_bootstrap"] = round(row["detectable"] * verdict_scale, 2)
-        rows.append(row)
-    needed = {key: next((r["seeds"] for r in rows if r[key] <= args.effect), None)
-              for key in ("detectable", "detectable_multi_bootstrap") if key in rows[0]}
+    for seeds in range(2, args.max_seeds + 1):
+        runs, dof = args.folds * seeds, components.interval_dof(args.folds, seeds, args.questions)
+        se = components.standard_error(runs, seeds, args.questions)
+        rows.append({"seeds": seeds, "dof": round(dof, 1),
+                     "ci95_half_width": round(float(stats.t.ppf(0.975, dof)) * se, 2),
+                     "detectable": round(components.detectable(runs, seeds, args.questions, args.power, dof), 2)})
     return {"components": {k: round(v, 2) for k, v in vars(components).items()}, "by_seeds": rows,
-            "seeds_needed": needed}
+            "seeds_needed": next((r["seeds"] for r in rows if r["detectable"] <= args.effect), None)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,13 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         components, fold_runs, seeds, questions = pooled
         measured: dict[str, Any] = {"fold_runs": fold_runs, "seeds": seeds, "questions": questions,
                                     "se_predicted": round(components.standard_error(fold_runs, seeds, questions), 3)}
-        scale = None
-        if f"{score}_ci95_seeds" in observed:
-            low, high = observed[f"{score}_ci95_seeds"]
-            measured["se_multi_bootstrap"] = round((high - low) / (2 * 1.96), 3)
-            scale = round(measured["se_multi_bootstrap"] / measured["se_predicted"], 2)
-            measured["verdict_scale"] = scale
-        entry = {"measured": measured, **projection(components, scale, args)}
+        for kind in ("seeds", "components"):   # the SE each interval of record implies, beside the components'
+            if f"{score}_ci95_{kind}" in observed:
+                low, high = observed[f"{score}_ci95_{kind}"]
+                measured[f"se_implied_by_ci95_{kind}"] = round((high - low) / (2 * 1.96), 3)
+        entry = {"measured": measured, **projection(components, args)}
         if args.at:
             there = single_run_variance(at_records[variant], at_records[reference], score)
             here = components.item + components.residual
@@ -146,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             factor = there / here
             scaled = replace(components, item=components.item * factor, residual=components.residual * factor)
             entry["at"] = {"per_question_variance": round(there, 1), "factor": round(factor, 2),
-                           **projection(scaled, scale, args)}
+                           **projection(scaled, args)}
         figures["scores"][score] = entry
         for label, block in (("", entry), (f" at {args.at.stem if args.at else ''}", entry.get("at"))):
             if block:

@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, mine, theirs in comparisons(groupings):
         if mine in records and theirs in records:
             scores = PAIRED_SCORES[key.split(":")[0]]
-            keep = {"questions", "runs"} | {f"{s}{end}" for s in scores for end in ("_diff", "_ci95", "_ci95_seeds")}
+            ends = ("_diff", "_ci95", "_ci95_seeds", "_ci95_components")
+            keep = {"questions", "runs"} | {f"{s}{end}" for s in scores for end in ends}
             entry = paired_difference(records[mine], records[theirs], config.bootstrap) or {}
             paired[key] = {"models": [mine, theirs], **{k: v for k, v in entry.items() if k in keep}}
     result["paired"] = paired

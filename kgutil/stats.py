@@ -9,6 +9,7 @@ and the 95% interval is its 2.5th–97.5th percentile. Resampling rows keeps pai
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,10 +73,14 @@ def t_interval(values: np.ndarray) -> tuple[float, float]:
     return mean - half, mean + half
 
 
+Blocks = np.ndarray | Sequence[np.ndarray]
+
+
 @dataclass(frozen=True)
 class VarianceComponents:
     """d_si = μ + a_s + b_i + e_si for training run s and item i, with Var(a) = ``run``, Var(b) = ``item``,
-    Var(e) = ``residual`` (the run × item interaction)."""
+    Var(e) = ``residual`` (the run × item interaction). In k-fold cross-validation each fold is a block: its items
+    are scored by its own S runs (one per seed)."""
 
     run: float
     item: float
@@ -87,24 +92,72 @@ class VarianceComponents:
         √(run / runs + item / items + residual / (seeds · items))."""
         return math.sqrt(self.run / runs + self.item / items + self.residual / (seeds * items))
 
-    def detectable(self, runs: int, seeds: int, items: int, power: float = 0.8) -> float:
+    def interval_dof(self, folds: int, seeds: int, items: int) -> float:
+        """Satterthwaite degrees of freedom of ``components_ci`` on k equal folds × S ≥ 2 seeds, from the expected
+        mean squares pooled within folds: E[MS_run] = (n/k)·run + residual on k(S − 1) degrees of freedom,
+        E[MS_item] = S·item + residual on n − k, E[MS_res] = residual on (S − 1)(n − k)."""
+        ms_run, ms_item = items / folds * self.run + self.residual, seeds * self.item + self.residual
+        return _satterthwaite(ms_run, ms_item, self.residual, folds * (seeds - 1), items - folds,
+                              (seeds - 1) * (items - folds))
+
+    def detectable(self, runs: int, seeds: int, items: int, power: float = 0.8, dof: float | None = None) -> float:
         """The smallest true difference a two-sided 5% test finds with probability ``power``:
-        (z₀.₉₇₅ + z_power) · SE (normal approximation)."""
-        return float((stats.norm.ppf(0.975) + stats.norm.ppf(power)) * self.standard_error(runs, seeds, items))
+        (q₀.₉₇₅ + z_power) · SE, q the normal quantile, or Student's t with ``dof`` degrees of freedom."""
+        quantile = stats.t.ppf(0.975, dof) if dof is not None else stats.norm.ppf(0.975)
+        return float((quantile + stats.norm.ppf(power)) * self.standard_error(runs, seeds, items))
 
 
-def variance_components(values: np.ndarray) -> VarianceComponents:
-    """Method-of-moments estimates from ``values`` [S, n] (S ≥ 2 runs × n ≥ 2 items, every run scoring every item),
-    two-way ANOVA without replication: residual = MS_res, run = (MS_run − MS_res) / n,
-    item = (MS_item − MS_res) / S, each floored at 0."""
-    arr = np.asarray(values, dtype=float)
-    n_runs, n_items = arr.shape
-    if n_runs < 2 or n_items < 2:
-        raise ValueError(f"variance components need at least 2 runs and 2 items, not {n_runs} × {n_items}")
-    grand, run_means, item_means = arr.mean(), arr.mean(axis=1), arr.mean(axis=0)
-    ms_run = n_items * float(((run_means - grand) ** 2).sum()) / (n_runs - 1)
-    ms_item = n_runs * float(((item_means - grand) ** 2).sum()) / (n_items - 1)
-    residuals = arr - run_means[:, None] - item_means[None, :] + grand
-    ms_res = float((residuals ** 2).sum()) / ((n_runs - 1) * (n_items - 1))
-    return VarianceComponents(run=max(0.0, (ms_run - ms_res) / n_items), item=max(0.0, (ms_item - ms_res) / n_runs),
-                              residual=ms_res)
+def _satterthwaite(ms_run: float, ms_item: float, ms_res: float, df_run: float, df_item: float, df_res: float
+                   ) -> float:
+    """Degrees of freedom of MS_run + MS_item − MS_res."""
+    return (ms_run + ms_item - ms_res) ** 2 / (ms_run ** 2 / df_run + ms_item ** 2 / df_item + ms_res ** 2 / df_res)
+
+
+def _pooled_mean_squares(blocks: Blocks) -> tuple[tuple[float, float, float], tuple[int, int, int], int, int]:
+    """Mean squares and degrees of freedom (run, item, residual) of two-way ANOVAs without replication, one per
+    block [S, n_b] (S ≥ 2 runs × n_b ≥ 2 items, every run of the block scoring every item of it), pooled: sums of
+    squares and degrees of freedom added over blocks. Also S and Σ n_b."""
+    arrays = [np.asarray(b, dtype=float) for b in ([blocks] if isinstance(blocks, np.ndarray) else blocks)]
+    if not arrays or any(a.ndim != 2 or a.shape[0] < 2 or a.shape[1] < 2 for a in arrays):
+        raise ValueError(f"variance components need blocks of at least 2 runs × 2 items, not "
+                         f"{[a.shape for a in arrays]}")
+    if len({a.shape[0] for a in arrays}) > 1:
+        raise ValueError(f"every block needs the same number of runs, not {[a.shape[0] for a in arrays]}")
+    sums, dofs = np.zeros(3), np.zeros(3, dtype=int)
+    for arr in arrays:
+        n_runs, n_items = arr.shape
+        grand, run_means, item_means = arr.mean(), arr.mean(axis=1), arr.mean(axis=0)
+        residuals = arr - run_means[:, None] - item_means[None, :] + grand
+        sums += [n_items * ((run_means - grand) ** 2).sum(), n_runs * ((item_means - grand) ** 2).sum(),
+                 (residuals ** 2).sum()]
+        dofs += [n_runs - 1, n_items - 1, (n_runs - 1) * (n_items - 1)]
+    ms = sums / dofs
+    return ((float(ms[0]), float(ms[1]), float(ms[2])), (int(dofs[0]), int(dofs[1]), int(dofs[2])),
+            arrays[0].shape[0], sum(a.shape[1] for a in arrays))
+
+
+def variance_components(blocks: Blocks) -> VarianceComponents:
+    """Method-of-moments estimates from one matrix [S, n] or from blocks (folds) pooled within:
+    residual = MS_res, run = (MS_run − MS_res) / n̄ (n̄ the mean block size), item = (MS_item − MS_res) / S,
+    each floored at 0."""
+    (ms_run, ms_item, ms_res), (df_run, _, _), n_runs, n_items = _pooled_mean_squares(blocks)
+    block_items = n_items / (df_run / (n_runs - 1))
+    return VarianceComponents(run=max(0.0, (ms_run - ms_res) / block_items),
+                              item=max(0.0, (ms_item - ms_res) / n_runs), residual=ms_res)
+
+
+def components_ci(blocks: Blocks) -> tuple[float, float]:
+    """95% CI of the mean of all values of one matrix [S, n] or of blocks (folds, each [S, n_b]; the mean over
+    all items), for new runs and new items: mean ± t(0.975, ν)·SE, SE² = (MS_run + MS_item − MS_res) / (S·n) with
+    mean squares pooled within blocks (= run / (k·S) + item / n + residual / (S·n) for k equal blocks) and ν by
+    Satterthwaite. Unlike the multi-bootstrap it counts the run × item interaction once, and its t quantile widens
+    with few runs."""
+    (ms_run, ms_item, ms_res), dofs, n_runs, n_items = _pooled_mean_squares(blocks)
+    arrays = [blocks] if isinstance(blocks, np.ndarray) else blocks
+    mean = float(sum(np.sum(b) for b in arrays) / (n_runs * n_items))
+    combined = max(ms_run + ms_item - ms_res, ms_res)   # the unbiased combination, never below the residual's share
+    if combined == 0:
+        return mean, mean
+    dof = _satterthwaite(ms_run, ms_item, ms_res, *dofs) if ms_run + ms_item > ms_res else float(dofs[2])
+    half = float(stats.t.ppf(0.975, dof)) * math.sqrt(combined / (n_runs * n_items))
+    return mean - half, mean + half

@@ -5,8 +5,11 @@ chose nothing. Runs go seed-major (seed 1 on every fold first, so each question 
 held out twice) and are recorded, with their per-question scores, after each run: an interrupted protocol
 resumes from its records. Per question, scores are averaged over the seeds that both sides of a comparison have;
 a variant's paired difference to the reference is the mean over questions of those averaged differences, with a
-95% percentile-bootstrap CI over questions and, with two or more seeds, a multi-bootstrap CI over seeds × questions
-(``kgutil.stats.multi_bootstrap_ci``), which also holds the variance between training runs: the verdict of record.
+95% percentile-bootstrap CI over questions and, with two or more seeds, two CIs over seeds × questions, which also
+hold the variance between training runs: the multi-bootstrap (``kgutil.stats.multi_bootstrap_ci``), the verdict of
+record of the rules fixed so far, and the variance-components interval (``kgutil.stats.components_ci``), which
+simulation shows calibrated where the multi-bootstrap over-covers (the run × question interaction dominates) or
+under-covers (one seed stands out among a few).
 
 With ``workers`` > 1 the (seed, fold) groups run in that many worker processes (``python -m mrc.crossval``, one
 GPU shared, or one core each), each recording into its own part file beside the records
@@ -33,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kgutil.cli import set_dotted
 from kgutil.distributed import setup
 from kgutil.io import atomic_write_text
-from kgutil.stats import bootstrap_ci, multi_bootstrap_ci, t_interval
+from kgutil.stats import bootstrap_ci, components_ci, multi_bootstrap_ci, t_interval
 from mrc.categories import labels_digest, set_metrics
 from mrc.train import TrainConfig, fingerprint, intermediate_stage, selection_score, train_mrc
 
@@ -402,25 +405,30 @@ def chosen_epoch(history: list[dict[str, Any]], config: TrainConfig) -> int:
     return max(validated, key=lambda h: selection_score(h["validation"], config))["epoch"] if validated else 0
 
 
-def seed_differences(runs: dict[str, Any], reference: dict[str, Any], score: str) -> np.ndarray | None:
-    """Differences (×100) of ``runs`` to ``reference`` in ``score`` per seed and question, [S, n]: the complete seeds
-    both have (every fold run), the questions each of them scores on both sides, in question order. None with
-    fewer than two such seeds or no such question."""
+def seed_difference_blocks(runs: dict[str, Any], reference: dict[str, Any], score: str) -> list[np.ndarray] | None:
+    """Differences (×100) of ``runs`` to ``reference`` in ``score``, one block [S, n_f] per fold: rows the complete
+    seeds both have (a run on every fold), columns the fold's questions every one of them scores on both sides, in
+    question order. None with fewer than two such seeds or no such question."""
     common = set(runs) & set(reference)
-    seeds = complete_seeds({key: runs[key] for key in common})
-    per_seed = [(_per_question(r), _per_question(reference, set(r))) for r in seeds.values()]
-    shared = sorted(q for q in per_seed[0][0] if all(score in a.get(q, {}) and score in b.get(q, {})
-                                                     for a, b in per_seed)) if per_seed else []
-    if len(seeds) < 2 or not shared:
-        return None
-    return np.array([[a[q][score] - b[q][score] for q in shared] for a, b in per_seed]) * 100
+    seeds = sorted(complete_seeds({key: runs[key] for key in common}))
+    folds = sorted({key.split("/")[0] for key in common}, key=int)
+    blocks = []
+    for fold in folds:
+        per_seed = [(_per_question(runs, {f"{fold}/{seed}"}), _per_question(reference, {f"{fold}/{seed}"}))
+                    for seed in seeds]
+        shared = sorted(q for q in (per_seed[0][0] if per_seed else {})
+                        if all(score in a.get(q, {}) and score in b.get(q, {}) for a, b in per_seed))
+        if shared:
+            blocks.append(np.array([[a[q][score] - b[q][score] for q in shared] for a, b in per_seed]) * 100)
+    return blocks if len(seeds) >= 2 and blocks else None
 
 
 def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: int) -> dict[str, Any] | None:
     """Mean paired differences (×100) of ``runs`` to ``reference`` over the questions and runs both have, with
     95% bootstrap CIs over questions of the seed-averaged differences (``SCORE_ci95``) and, with two or more
-    complete seeds in common, multi-bootstrap CIs over seeds × questions (``SCORE_ci95_seeds``: they also hold
-    the variance between training runs, which the first leave out). None when they share no question."""
+    complete seeds in common, CIs over seeds × questions — multi-bootstrap (``SCORE_ci95_seeds``) and variance
+    components (``SCORE_ci95_components``) — which also hold the variance between training runs that the first
+    leave out. None when they share no question."""
     common = set(runs) & set(reference)
     mine, theirs = _per_question(runs, common), _per_question(reference, common)
     ids = sorted(set(mine) & set(theirs))
@@ -434,13 +442,15 @@ def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: i
             low, high = bootstrap_ci(diffs, rounds)
             entry[f"{score}_diff"] = round(float(diffs.mean()), 2)
             entry[f"{score}_ci95"] = [round(low, 2), round(high, 2)]
-        if (matrix := seed_differences(runs, reference, score)) is not None:
+        if (blocks := seed_difference_blocks(runs, reference, score)) is not None:
+            matrix = np.concatenate(blocks, axis=1)   # seeds × every question, for the multi-bootstrap
             entry[f"{score}_ci95_seeds"] = [round(x, 2) for x in multi_bootstrap_ci(matrix, rounds)]
+            entry[f"{score}_ci95_components"] = [round(x, 2) for x in components_ci(blocks)]
     if (sets := _category_sets(runs, common)) and (ref_sets := _category_sets(reference, common)):
         value, ci = macro_f1_ci(sets, ref_sets)
         entry["category_macro_f1_diff"] = round(value, 2)
         entry["category_macro_f1_ci95"] = [round(x, 2) for x in ci]
-    for key in ("em_ci95", "em_ci95_seeds"):
+    for key in ("em_ci95", "em_ci95_seeds", "em_ci95_components"):
         if key in entry:
             entry[key.replace("ci95", "ci_excludes_zero")] = entry[key][0] > 0 or entry[key][1] < 0
     return entry

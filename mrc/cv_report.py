@@ -29,9 +29,10 @@ def verdicts(summary: dict[str, Any]) -> list[str]:
             line = (f"{name.split('-vs-')[0]}: {label} {p[f'{score}_diff']:+.2f} [{low:+.2f}, {high:+.2f}] vs "
                     f"{p['against']} on {p['questions']} questions × {p['runs']} runs — {_side(low, high)} "
                     f"{p['against']}")
-            if f"{score}_ci95_seeds" in p:
-                low, high = p[f"{score}_ci95_seeds"]
-                line += f"; over seeds × questions [{low:+.2f}, {high:+.2f}] — {_side(low, high)} {p['against']}"
+            for kind, what in (("seeds", "over seeds × questions"), ("components", "by variance components")):
+                if f"{score}_ci95_{kind}" in p:
+                    low, high = p[f"{score}_ci95_{kind}"]
+                    line += f"; {what} [{low:+.2f}, {high:+.2f}] — {_side(low, high)} {p['against']}"
             lines.append(line)
     return lines
 

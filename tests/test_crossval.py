@@ -62,6 +62,11 @@ def test_paired_seeds_get_a_multi_bootstrap_interval_that_holds_their_disagreeme
     # bootstrap over questions is [50, 50]; over seeds × questions the draws are seeds {1,1}, {1,2}, {2,2}
     assert paired["em_diff"] == 50.0 and paired["em_ci95"] == [50.0, 50.0] and paired["em_ci_excludes_zero"]
     assert paired["em_ci95_seeds"] == [0.0, 100.0] and not paired["em_ci_excludes_zero_seeds"]
+    # by variance components, within each fold: all of it is between the two runs (per fold SS_run 2·2·50², one
+    # degree of freedom; pooled MS_run 20000 / 2 = 10000), so 50 ± t(0.975, 2)·√(10000 / (2 seeds · 4 questions))
+    # = 50 ± 4.303·35.36
+    assert paired["em_ci95_components"] == pytest.approx([-102.12, 202.12], abs=0.01)
+    assert not paired["em_ci_excludes_zero_components"]
     assert "over seeds × questions [+0.00, +100.00] — not distinguishable from baseline" in verdicts(summary)[0]
 
 
@@ -355,17 +360,15 @@ def test_a_family_setting_added_later_never_relabels_recorded_runs(monkeypatch: 
 
 def test_power_pools_components_within_folds_and_single_runs_by_hand() -> None:
     from bench.power import pooled_components, single_run_variance
-    from kgutil.stats import variance_components
 
     zeros = {f"{fold}/{seed}": _run({q: 0 for q in qs}) for fold, qs in ((0, "ab"), (1, "cde")) for seed in (1, 2)}
     variant = {"0/1": _run({"a": 1, "b": 0}), "0/2": _run({"a": 1, "b": 1}),
                "1/1": _run({"c": 1, "d": 0, "e": 0}), "1/2": _run({"c": 0, "d": 0, "e": 1})}
     components, fold_runs, seeds, questions = pooled_components(variant, zeros, "em")
-    fold0 = variance_components(np.array([[100.0, 0.0], [100.0, 100.0]]))
-    fold1 = variance_components(np.array([[100.0, 0.0, 0.0], [0.0, 0.0, 100.0]]))
-    assert (fold_runs, seeds, questions) == (4, 2, 5)          # weighted by each fold's questions: 2/5 and 3/5
-    assert components.residual == pytest.approx(0.4 * fold0.residual + 0.6 * fold1.residual)
-    assert components.item == pytest.approx(0.4 * fold0.item + 0.6 * fold1.item)
+    assert (fold_runs, seeds, questions) == (4, 2, 5)
+    # fold 0 [[100, 0], [100, 100]]: SS run, item, residual 2500 each on 1 df; fold 1 [[100, 0, 0], [0, 0, 100]]:
+    # 0 on 1, 3333.3 on 2, 10000 on 2 → MS_run 1250, MS_item 1944.4, MS_res 4166.7: both components floor at 0
+    assert components.residual == pytest.approx(12500 / 3) and components.run == components.item == 0.0
     # within each run, differences about the run's mean: 0/1 ±50, 0/2 0, 1/1 and 1/2 (66.7, −33.3, −33.3);
     # Σ² = 5000 + 2 · 6666.7 over 10 differences − 4 run means
     assert single_run_variance(variant, zeros, "em") == pytest.approx((5000 + 2 * 20000 / 3) / 6)

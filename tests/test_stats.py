@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kgutil.stats import VarianceComponents, bootstrap_ci, multi_bootstrap_ci, paired_ci, variance_components
+from kgutil.stats import (VarianceComponents, bootstrap_ci, components_ci, multi_bootstrap_ci, paired_ci,
+                          variance_components)
 
 
 def test_bootstrap_ci_brackets_the_mean_and_narrows_with_n() -> None:
@@ -73,3 +74,26 @@ def test_variance_components_recover_a_design_that_the_multi_bootstrap_over_cove
               + rng.normal(0, np.sqrt(truth.residual), (4, 593)))
     low, high = multi_bootstrap_ci(values, 4000)
     assert (high - low) / (2 * 1.96) > 1.2 * truth.standard_error(runs=4, seeds=4, items=593)
+
+
+@pytest.mark.parametrize("truth, folds, seeds, multi_bootstrap_covers", [
+    (VarianceComponents(run=0.3, item=37.0, residual=507.0), 1, 4, True),    # the interaction dominates: over-covers
+    (VarianceComponents(run=6.2, item=0.0, residual=317.0), 1, 3, False),    # one seed stands out: under-covers
+    (VarianceComponents(run=6.2, item=0.0, residual=317.0), 5, 3, None),     # 5 folds: each its own 3 runs
+])
+def test_components_ci_covers_where_the_multi_bootstrap_does_not(truth: VarianceComponents, folds: int, seeds: int,
+                                                                  multi_bootstrap_covers: bool | None) -> None:
+    rng = np.random.default_rng(5)
+    rounds, covered, covered_mb = 300, 0, 0
+    for r in range(rounds):
+        blocks = [rng.normal(0, np.sqrt(truth.run), (seeds, 1)) + rng.normal(0, np.sqrt(truth.item), (1, 300 // folds))
+                  + rng.normal(0, np.sqrt(truth.residual), (seeds, 300 // folds)) for _ in range(folds)]  # mean 0
+        low, high = components_ci(blocks)
+        covered += low <= 0 <= high
+        if multi_bootstrap_covers is not None:
+            low, high = multi_bootstrap_ci(blocks[0], 400, seed=r)
+            covered_mb += low <= 0 <= high
+    assert 0.92 <= covered / rounds <= 0.99
+    if multi_bootstrap_covers is not None:
+        assert (covered_mb / rounds >= 0.97) if multi_bootstrap_covers else (covered_mb / rounds <= 0.90)
+    assert components_ci(np.zeros((3, 4))) == (0.0, 0.0)
