@@ -150,14 +150,17 @@ def components_ci(blocks: Blocks) -> tuple[float, float]:
     """95% CI of the mean of all values of one matrix [S, n] or of blocks (folds, each [S, n_b]; the mean over
     all items), for new runs and new items: mean ± t(0.975, ν)·SE, SE² = (MS_run + MS_item − MS_res) / (S·n) with
     mean squares pooled within blocks (= run / (k·S) + item / n + residual / (S·n) for k equal blocks) and ν by
-    Satterthwaite. Unlike the multi-bootstrap it counts the run × item interaction once, and its t quantile widens
-    with few runs."""
+    Satterthwaite, floored at the run or item term's degrees of freedom, whichever are fewer. Unlike the
+    multi-bootstrap it counts the run × item interaction once, and its t quantile widens with few runs."""
     (ms_run, ms_item, ms_res), dofs, n_runs, n_items = _pooled_mean_squares(blocks)
     arrays = [blocks] if isinstance(blocks, np.ndarray) else blocks
     mean = float(sum(np.sum(b) for b in arrays) / (n_runs * n_items))
     combined = max(ms_run + ms_item - ms_res, ms_res)   # the unbiased combination, never below the residual's share
     if combined == 0:
         return mean, mean
-    dof = _satterthwaite(ms_run, ms_item, ms_res, *dofs) if ms_run + ms_item > ms_res else float(dofs[2])
+    # Satterthwaite, never below the fewest degrees of freedom of a positive term (a near-cancelling combination
+    # would otherwise give ν → 0 and an unbounded interval)
+    dof = max(_satterthwaite(ms_run, ms_item, ms_res, *dofs), float(min(dofs[0], dofs[1]))) \
+        if ms_run + ms_item > ms_res else float(dofs[2])
     half = float(stats.t.ppf(0.975, dof)) * math.sqrt(combined / (n_runs * n_items))
     return mean - half, mean + half
