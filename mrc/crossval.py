@@ -445,7 +445,8 @@ def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: i
         if (blocks := seed_difference_blocks(runs, reference, score)) is not None:
             matrix = np.concatenate(blocks, axis=1)   # seeds × every question, for the multi-bootstrap
             entry[f"{score}_ci95_seeds"] = [round(x, 2) for x in multi_bootstrap_ci(matrix, rounds)]
-            entry[f"{score}_ci95_components"] = [round(x, 2) for x in components_ci(blocks)]
+            if all(block.shape[1] >= 2 for block in blocks):   # the ANOVA needs two questions in every fold
+                entry[f"{score}_ci95_components"] = [round(x, 2) for x in components_ci(blocks)]
     if (sets := _category_sets(runs, common)) and (ref_sets := _category_sets(reference, common)):
         value, ci = macro_f1_ci(sets, ref_sets)
         entry["category_macro_f1_diff"] = round(value, 2)

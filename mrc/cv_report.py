@@ -3,8 +3,8 @@ comparison, and the comparison as a Markdown table in the form of the CMedBERT p
 (its mean scores over questions, ×100) with its paired difference to the reference, then a row per extra pair.
 
 A difference cell reads ``d [lo, hi]`` (95% bootstrap CI over questions) and, where both sides have two or more
-seeds, ``d [lo, hi] [lo′, hi′]`` (the second: the multi-bootstrap CI over seeds × questions, the verdict of
-record).
+seeds, ``d [lo, hi] [lo′, hi′]`` (the second: the multi-bootstrap CI over seeds × questions, which the rules fixed
+so far read; the verdict lines also give the variance-components interval).
 """
 
 from __future__ import annotations
