@@ -47,8 +47,8 @@ def pooled_components(runs: dict[str, Any], reference: dict[str, Any], score: st
                       ) -> tuple[VarianceComponents, int, int, int] | None:
     """Components pooled within folds (``mrc.crossval.seed_difference_blocks``: the complete seeds both have) and
     the measured design: (components, fold runs, seeds, questions). None with fewer than two such seeds."""
-    blocks = seed_difference_blocks(runs, reference, score)
-    if blocks is None:
+    blocks = [b for b in seed_difference_blocks(runs, reference, score) or [] if b.shape[1] >= 2]
+    if not blocks:
         return None
     seeds = blocks[0].shape[0]
     return variance_components(blocks), seeds * len(blocks), seeds, sum(b.shape[1] for b in blocks)
@@ -61,7 +61,8 @@ def single_run_variance(runs: dict[str, Any], reference: dict[str, Any], score: 
         mine, theirs = runs[key]["questions"], reference[key]["questions"]
         diffs = np.array([mine[q][score] - theirs[q][score] for q in mine
                           if q in theirs and score in mine[q] and score in theirs[q]]) * 100
-        residuals.append(diffs - diffs.mean())
+        if len(diffs):
+            residuals.append(diffs - diffs.mean())
     values = np.concatenate(residuals) if residuals else np.array([])
     return float((values ** 2).sum() / (len(values) - len(residuals))) if len(values) > len(residuals) else None
 
