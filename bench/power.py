@@ -47,7 +47,7 @@ def pooled_components(runs: dict[str, Any], reference: dict[str, Any], score: st
                       ) -> tuple[VarianceComponents, int, int, int] | None:
     """Components pooled within folds (``mrc.crossval.seed_difference_blocks``: the complete seeds both have) and
     the measured design: (components, fold runs, seeds, questions). None with fewer than two such seeds."""
-    blocks = [b for b in seed_difference_blocks(runs, reference, score) or [] if b.shape[1] >= 2]
+    blocks = [b for b in seed_difference_blocks(runs, reference).get(score, []) if b.shape[1] >= 2]
     if not blocks:
         return None
     seeds = blocks[0].shape[0]

@@ -113,17 +113,30 @@ def _satterthwaite(ms_run: float, ms_item: float, ms_res: float, df_run: float, 
     return (ms_run + ms_item - ms_res) ** 2 / (ms_run ** 2 / df_run + ms_item ** 2 / df_item + ms_res ** 2 / df_res)
 
 
-def _pooled_mean_squares(blocks: Blocks) -> tuple[tuple[float, float, float], tuple[int, int, int], int, int]:
-    """Mean squares and degrees of freedom (run, item, residual) of two-way ANOVAs without replication, one per
-    block [S, n_b] (S ≥ 2 runs × n_b ≥ 2 items, every run of the block scoring every item of it), pooled: sums of
-    squares and degrees of freedom added over blocks. Also S and Σ n_b."""
+@dataclass(frozen=True)
+class _PooledAnova:
+    """Two-way ANOVAs without replication, one per block, pooled: mean squares and degrees of freedom (run, item,
+    residual) from sums of squares and degrees of freedom added over blocks; runs per block, items, blocks, and the
+    mean of every value."""
+
+    ms: tuple[float, float, float]
+    df: tuple[int, int, int]
+    runs: int
+    items: int
+    blocks: int
+    mean: float
+
+
+def _pooled_anova(blocks: Blocks) -> _PooledAnova:
+    """``blocks``: one matrix [S, n] or blocks [S, n_b] (S ≥ 2 runs × n_b ≥ 2 items, every run of a block scoring
+    every item of it, the same S in every block)."""
     arrays = [np.asarray(b, dtype=float) for b in ([blocks] if isinstance(blocks, np.ndarray) else blocks)]
     if not arrays or any(a.ndim != 2 or a.shape[0] < 2 or a.shape[1] < 2 for a in arrays):
         raise ValueError(f"variance components need blocks of at least 2 runs × 2 items, not "
                          f"{[a.shape for a in arrays]}")
     if len({a.shape[0] for a in arrays}) > 1:
         raise ValueError(f"every block needs the same number of runs, not {[a.shape[0] for a in arrays]}")
-    sums, dofs = np.zeros(3), np.zeros(3, dtype=int)
+    sums, dofs, total = np.zeros(3), np.zeros(3, dtype=int), 0.0
     for arr in arrays:
         n_runs, n_items = arr.shape
         grand, run_means, item_means = arr.mean(), arr.mean(axis=1), arr.mean(axis=0)
@@ -131,19 +144,20 @@ def _pooled_mean_squares(blocks: Blocks) -> tuple[tuple[float, float, float], tu
         sums += [n_items * ((run_means - grand) ** 2).sum(), n_runs * ((item_means - grand) ** 2).sum(),
                  (residuals ** 2).sum()]
         dofs += [n_runs - 1, n_items - 1, (n_runs - 1) * (n_items - 1)]
-    ms = sums / dofs
-    return ((float(ms[0]), float(ms[1]), float(ms[2])), (int(dofs[0]), int(dofs[1]), int(dofs[2])),
-            arrays[0].shape[0], sum(a.shape[1] for a in arrays))
+        total += float(arr.sum())
+    ms, runs, items = sums / dofs, arrays[0].shape[0], sum(a.shape[1] for a in arrays)
+    return _PooledAnova(ms=(float(ms[0]), float(ms[1]), float(ms[2])), df=(int(dofs[0]), int(dofs[1]), int(dofs[2])),
+                        runs=runs, items=items, blocks=len(arrays), mean=total / (runs * items))
 
 
 def variance_components(blocks: Blocks) -> VarianceComponents:
     """Method-of-moments estimates from one matrix [S, n] or from blocks (folds) pooled within:
     residual = MS_res, run = (MS_run − MS_res) / n̄ (n̄ the mean block size), item = (MS_item − MS_res) / S,
     each floored at 0."""
-    (ms_run, ms_item, ms_res), (df_run, _, _), n_runs, n_items = _pooled_mean_squares(blocks)
-    block_items = n_items / (df_run / (n_runs - 1))
-    return VarianceComponents(run=max(0.0, (ms_run - ms_res) / block_items),
-                              item=max(0.0, (ms_item - ms_res) / n_runs), residual=ms_res)
+    anova = _pooled_anova(blocks)
+    ms_run, ms_item, ms_res = anova.ms
+    return VarianceComponents(run=max(0.0, (ms_run - ms_res) / (anova.items / anova.blocks)),
+                              item=max(0.0, (ms_item - ms_res) / anova.runs), residual=ms_res)
 
 
 def components_ci(blocks: Blocks) -> tuple[float, float]:
@@ -152,9 +166,8 @@ def components_ci(blocks: Blocks) -> tuple[float, float]:
     mean squares pooled within blocks (= run / (k·S) + item / n + residual / (S·n) for k equal blocks) and ν by
     Satterthwaite, floored at the run or item term's degrees of freedom, whichever are fewer. Unlike the
     multi-bootstrap it counts the run × item interaction once, and its t quantile widens with few runs."""
-    (ms_run, ms_item, ms_res), dofs, n_runs, n_items = _pooled_mean_squares(blocks)
-    arrays = [blocks] if isinstance(blocks, np.ndarray) else blocks
-    mean = float(sum(np.sum(b) for b in arrays) / (n_runs * n_items))
+    anova = _pooled_anova(blocks)
+    (ms_run, ms_item, ms_res), dofs, mean = anova.ms, anova.df, anova.mean
     combined = max(ms_run + ms_item - ms_res, ms_res)   # the unbiased combination, never below the residual's share
     if combined == 0:
         return mean, mean
@@ -162,5 +175,5 @@ def components_ci(blocks: Blocks) -> tuple[float, float]:
     # would otherwise give ν → 0 and an unbounded interval)
     dof = max(_satterthwaite(ms_run, ms_item, ms_res, *dofs), float(min(dofs[0], dofs[1]))) \
         if ms_run + ms_item > ms_res else float(dofs[2])
-    half = float(stats.t.ppf(0.975, dof)) * math.sqrt(combined / (n_runs * n_items))
+    half = float(stats.t.ppf(0.975, dof)) * math.sqrt(combined / (anova.runs * anova.items))
     return mean - half, mean + half

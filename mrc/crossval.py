@@ -405,22 +405,25 @@ def chosen_epoch(history: list[dict[str, Any]], config: TrainConfig) -> int:
     return max(validated, key=lambda h: selection_score(h["validation"], config))["epoch"] if validated else 0
 
 
-def seed_difference_blocks(runs: dict[str, Any], reference: dict[str, Any], score: str) -> list[np.ndarray] | None:
-    """Differences (×100) of ``runs`` to ``reference`` in ``score``, one block [S, n_f] per fold: rows the complete
+def seed_difference_blocks(runs: dict[str, Any], reference: dict[str, Any]) -> dict[str, list[np.ndarray]]:
+    """Differences (×100) of ``runs`` to ``reference`` per score, one block [S, n_f] per fold: rows the complete
     seeds both have (a run on every fold), columns the fold's questions every one of them scores on both sides, in
-    question order. None with fewer than two such seeds or no such question."""
+    question order. Only scores with such a question; empty with fewer than two such seeds."""
     common = set(runs) & set(reference)
     seeds = sorted(complete_seeds({key: runs[key] for key in common}))
-    folds = sorted({key.split("/")[0] for key in common}, key=int)
-    blocks = []
-    for fold in folds:
+    if len(seeds) < 2:
+        return {}
+    blocks: dict[str, list[np.ndarray]] = {}
+    for fold in sorted({key.split("/")[0] for key in common}, key=int):
         per_seed = [(_per_question(runs, {f"{fold}/{seed}"}), _per_question(reference, {f"{fold}/{seed}"}))
                     for seed in seeds]
-        shared = sorted(q for q in (per_seed[0][0] if per_seed else {})
-                        if all(score in a.get(q, {}) and score in b.get(q, {}) for a, b in per_seed))
-        if shared:
-            blocks.append(np.array([[a[q][score] - b[q][score] for q in shared] for a, b in per_seed]) * 100)
-    return blocks if len(seeds) >= 2 and blocks else None
+        for score in SCORES:
+            shared = sorted(q for q in per_seed[0][0]
+                            if all(score in a.get(q, {}) and score in b.get(q, {}) for a, b in per_seed))
+            if shared:
+                blocks.setdefault(score, []).append(
+                    np.array([[a[q][score] - b[q][score] for q in shared] for a, b in per_seed]) * 100)
+    return blocks
 
 
 def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: int) -> dict[str, Any] | None:
@@ -435,6 +438,7 @@ def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: i
     if not ids:
         return None
     entry: dict[str, Any] = {"questions": len(ids), "runs": len(common)}
+    seed_blocks = seed_difference_blocks(runs, reference)
     for score in SCORES:
         diffs = np.array([mine[q][score] - theirs[q][score] for q in ids
                           if score in mine[q] and score in theirs[q]]) * 100
@@ -442,7 +446,7 @@ def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: i
             low, high = bootstrap_ci(diffs, rounds)
             entry[f"{score}_diff"] = round(float(diffs.mean()), 2)
             entry[f"{score}_ci95"] = [round(low, 2), round(high, 2)]
-        if (blocks := seed_difference_blocks(runs, reference, score)) is not None:
+        if blocks := seed_blocks.get(score):
             matrix = np.concatenate(blocks, axis=1)   # seeds × every question, for the multi-bootstrap
             entry[f"{score}_ci95_seeds"] = [round(x, 2) for x in multi_bootstrap_ci(matrix, rounds)]
             if all(block.shape[1] >= 2 for block in blocks):   # the ANOVA needs two questions in every fold
