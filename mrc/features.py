@@ -22,9 +22,11 @@ IGNORE = -100
 
 
 class FeatureConfig(BaseModel):
+    """Window settings; the defaults are the recipe of record's (naming one setting keeps the others')."""
+
     model_config = ConfigDict(extra="forbid")
 
-    max_seq_length: int = Field(512, ge=32)
+    max_seq_length: int = Field(384, ge=32)
     doc_stride: int = Field(128, ge=8)
     max_query_length: int = Field(64, ge=8)
 

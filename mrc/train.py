@@ -2,7 +2,8 @@
 
 The defaults are the recipe of record (``TrainConfig``; configs only name data and outputs): an intermediate
 stage on open-domain CMRC 2018 (1 epoch), then 8 epochs on the medical data, lr 1e-4 with 10% warm-up, 30% of
-answerless windows kept, λ = 0.25, windows of 384 tokens with stride 128, fp32.
+answerless windows kept, λ = 0.25, windows of 384 tokens with stride 128, fp32. ``intermediate.mix`` interleaves the
+stage's questions with the medical ones instead (``mix_schedule``).
 Data: the training files are split by passage (never by question) into train, validation and, for
 cross-validation, a test fold (``SplitConfig``); the parts are written to OUT as SQuAD-layout JSON. Each epoch:
 train, evaluate on validation, tune the support threshold τ there, keep the best model (``OUT/best``) by answer
@@ -20,9 +21,9 @@ import logging
 import math
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,10 +72,9 @@ class IntermediateConfig(BaseModel):
     cache: Path | None = Field(None, description="keep the stage's model under here (a subdirectory per stage "
                                                  "setting) and reuse it when the settings match (default "
                                                  "OUT/intermediate)")
-
-
-def _recipe_features() -> FeatureConfig:
-    return FeatureConfig(max_seq_length=384, doc_stride=128)
+    mix: bool = Field(False, description="spread the stage's questions over the medical epochs instead of training "
+                                         "them first: ``epochs`` passes over them, cut into one share per medical "
+                                         "epoch (the stage's steps, interleaved); validation and test stay medical")
 
 
 class TrainConfig(BaseModel):
@@ -93,7 +93,7 @@ class TrainConfig(BaseModel):
     split: SplitConfig = Field(default_factory=SplitConfig)
     out: Path = Path("runs/mrc")
     seed: int = 1
-    features: FeatureConfig = Field(default_factory=_recipe_features)
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
     epochs: int = Field(8, ge=0, description="medical epochs; the best on validation is kept (8: recipe search, "
                         "validation F1 of folds 0 and 1)")
     batch_size: int = Field(8, ge=1)
@@ -196,6 +196,7 @@ class Split:
     train: list[Example]
     validation: list[Example]
     test: list[Example]
+    mixed: list[Example] = field(default_factory=list)  # the intermediate stage's questions, under intermediate.mix
 
 
 def split_passages(examples: list[Example], config: SplitConfig) -> Split:
@@ -274,6 +275,12 @@ def load_examples(config: TrainConfig) -> Split:
         split.train = split.train[: config.max_train_examples]
     if config.max_eval_examples is not None:
         split.validation = split.validation[: config.max_eval_examples]
+    stage = config.intermediate
+    if stage.mix and stage.epochs and config.epochs and config.init_from is None:
+        split.mixed = [e for path in _stage_data(stage) for e in read_dataset(path, answer_policy=config.answer_policy)
+                       if e.answers or e.is_impossible]
+        log.info("mixing %d intermediate questions into the medical epochs (%d pass(es))", len(split.mixed),
+                 stage.epochs)
     if config.categories is not None:
         labels = CategoryLabels.read(config.categories)
         for part in (split.validation, split.test):
@@ -356,15 +363,33 @@ def stage_settings(config: TrainConfig) -> tuple[TrainConfig, str]:
     return stage_config.model_copy(update={"out": out}), stage_id
 
 
-def intermediate_stage(config: TrainConfig, ctx: Dist) -> Path | None:
-    """Train (or reuse) the intermediate model; returns its directory, or None when there is no such stage."""
-    stage = config.intermediate
-    if stage.epochs == 0 or config.init_from is not None or config.epochs == 0:
-        return None
+def _stage_data(stage: IntermediateConfig) -> list[Path]:
     missing = [str(p) for p in stage.data if not Path(p).is_file()]
     if missing:
         raise ValueError(f"intermediate training data not found: {', '.join(missing)} "
                          "(set intermediate.data, or --intermediate-epochs 0 to skip the stage)")
+    return list(stage.data)
+
+
+def mix_schedule(count: int, passes: int, epochs: int, seed: int) -> list[Counter[int]]:
+    """Which of ``count`` mixed-in questions each of ``epochs`` epochs trains, and how often: ``passes`` shuffled
+    passes over them, concatenated and cut into ``epochs`` consecutive shares of equal size (±1). Every question is
+    trained ``passes`` times in all, as in a stage of ``passes`` epochs."""
+    rng, sequence = random.Random(seed), []
+    for _ in range(passes):
+        order = list(range(count))
+        rng.shuffle(order)
+        sequence += order
+    bounds = [round(e * len(sequence) / epochs) for e in range(epochs + 1)]
+    return [Counter(sequence[a:b]) for a, b in zip(bounds, bounds[1:])]
+
+
+def intermediate_stage(config: TrainConfig, ctx: Dist) -> Path | None:
+    """Train (or reuse) the intermediate model; returns its directory, or None when there is no such stage."""
+    stage = config.intermediate
+    if stage.epochs == 0 or stage.mix or config.init_from is not None or config.epochs == 0:
+        return None
+    _stage_data(stage)
     stage_config, stage_id = stage_settings(config)
     out = stage_config.out
     marker = out / "best" / "stage.json"
@@ -410,6 +435,7 @@ def train_mrc(config: TrainConfig) -> TrainResult:
                  len(train_examples), len({e.passage_id for e in train_examples}), len(held_out), len(split.test),
                  ctx.world)
     model_config = with_categories(config, train_examples)
+    train_examples = [*train_examples, *split.mixed]
     start_from = config.init_from or stage_model
     if start_from is not None:
         model, tokenizer = init_from(start_from, model_config)
@@ -436,8 +462,8 @@ def train_mrc(config: TrainConfig) -> TrainResult:
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     micro = config.batch_size * ctx.world  # examples of one forward pass over all processes
     per_step = micro * config.grad_accum  # examples of one optimiser step
-    steps_per_epoch = math.ceil(len(train_features) / per_step)
-    total_steps = steps_per_epoch * config.epochs
+    epoch_windows = _epoch_windows(train_features, len(split.train), len(split.mixed), config)
+    total_steps = sum(math.ceil(len(w) / per_step) for w in epoch_windows)
     warmup = int(config.warmup_ratio * total_steps)
     run_id = fingerprint(config, _RUN_ONLY)
     start_epoch, step, history, best = 0, 0, [], None
@@ -453,8 +479,9 @@ def train_mrc(config: TrainConfig) -> TrainResult:
     for epoch in range(start_epoch + 1, last_epoch + 1):
         model.train()
         torch.manual_seed(config.seed * 10_007 + epoch * 101 + ctx.rank)  # the same stream after a resume
-        order = list(range(len(train_features)))
+        order = list(epoch_windows[epoch - 1])
         random.Random(config.seed * 1000 + epoch).shuffle(order)
+        steps_per_epoch = math.ceil(len(order) / per_step)
         t0 = time.perf_counter()
         losses: defaultdict[str, list[float]] = defaultdict(list)  # the losses this model family reports
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress)
@@ -516,6 +543,18 @@ def train_mrc(config: TrainConfig) -> TrainResult:
     test_metrics = score_test(config, split.test) if split.test and ctx.main else None
     ctx.barrier()
     return TrainResult(best_metrics=best or {}, history=history, out=out, test_metrics=test_metrics)
+
+
+def _epoch_windows(features: Sequence[Any], medical: int, mixed: int, config: TrainConfig) -> list[list[int]]:
+    """The training windows of each epoch (indexes into ``features``): every medical question's windows, and under
+    ``intermediate.mix`` the windows of the epoch's share of the ``mixed`` questions (``mix_schedule``), which follow
+    the ``medical`` ones in the example order."""
+    every = list(range(len(features)))
+    if not mixed:
+        return [every] * config.epochs
+    shares = mix_schedule(mixed, config.intermediate.epochs, config.epochs, config.intermediate.seed)
+    question = [features[j].example_index - medical for j in every]  # < 0: a medical question's window
+    return [[j for j in every for _ in range(1 if question[j] < 0 else share[question[j]])] for share in shares]
 
 
 def _optimizer(model: BaselineMRC, config: TrainConfig) -> torch.optim.Optimizer:

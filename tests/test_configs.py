@@ -68,6 +68,8 @@ def test_recipe_of_record_is_the_default() -> None:
     # naming any other model setting keeps the recipe's λ (it once fell back to 1.0 when a variant set model.x)
     for model in ({"model_type": "cmedbert"}, {"category_weighting": "positive"}):
         assert TrainConfig.model_validate({"model": model}).model.support_weight == 0.25
+    # naming one window setting keeps the recipe's others (a stride alone once brought 512-token windows)
+    assert TrainConfig.model_validate({"features": {"doc_stride": 64}}).features.max_seq_length == 384
 
 
 def test_one_intermediate_stage_serves_every_variant() -> None:

@@ -8,12 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import ROOT, shared_path
 from mrc.data import DataError, ReadReport, parse_support, read_dataset, sentence_spans
 from mrc.features import Feature, FeatureConfig, check_coverage, prepare_features, recover_answer
 from mrc.metrics import evaluate_predictions
-from mrc.train import SplitConfig, TrainConfig, load_examples, sample_passages, split_passages, train_mrc, write_squad
+from mrc.train import (SplitConfig, TrainConfig, load_examples, mix_schedule, sample_passages, split_passages,
+                       train_mrc, write_squad)
 
 SAMPLE = ROOT / "examples" / "sample_mrc.json"
 
@@ -177,6 +180,35 @@ def test_sample_passages_cli_writes_both_sides_and_refuses_bad_counts(tmp_path: 
     assert len({e.context for e in a}) == 2 and len(a) + len(b) == len(read_dataset(SAMPLE))
     bad = subprocess.run([*script, "--count", "99", "--out", str(tmp_path / "c.json")], capture_output=True, text=True)
     assert bad.returncode == 2 and "cannot draw 99" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@given(count=st.integers(0, 40), passes=st.integers(1, 3), epochs=st.integers(1, 9), seed=st.integers(0, 5))
+def test_mixed_questions_are_each_trained_once_per_pass_spread_evenly(count: int, passes: int, epochs: int,
+                                                                       seed: int) -> None:
+    shares = mix_schedule(count, passes, epochs, seed)
+    assert len(shares) == epochs and shares == mix_schedule(count, passes, epochs, seed)
+    assert sum(shares, start=type(shares[0])()) == {q: passes for q in range(count)}
+    sizes = [sum(share.values()) for share in shares]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_mixing_the_intermediate_stage_trains_its_steps_inside_the_medical_epochs(tiny_encoder: Path,
+                                                                                  tmp_path: Path) -> None:
+    """One window per sample question and one example a step: 2 medical epochs train 2·n steps; mixing one pass
+    over the same n questions adds n steps to them, and no stage model is trained first."""
+    def steps(out: str, **intermediate: object) -> int:
+        config = TrainConfig(encoder=str(tiny_encoder), train=[SAMPLE], validation=SAMPLE, out=tmp_path / out,
+                             epochs=2, batch_size=1, progress=False, negative_windows=1.0,
+                             intermediate={"data": [SAMPLE], "cache": tmp_path / "stage", **intermediate},
+                             features=FeatureConfig(max_seq_length=256, doc_stride=64))
+        train_mrc(config)
+        return json.loads((tmp_path / out / "checkpoint" / "state.json").read_text())["state"]["step"]
+
+    n = len(read_dataset(SAMPLE))
+    assert steps("plain", epochs=0) == 2 * n
+    assert steps("mixed", epochs=1, mix=True) == 3 * n
+    assert not (tmp_path / "stage").exists()
+    assert len(read_dataset(tmp_path / "mixed" / "train.json")) == n  # the mixed questions train, and stay apart
 
 
 def test_tiny_model_overfits_and_resumes(tiny_encoder: Path, tmp_path: Path) -> None:
