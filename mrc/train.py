@@ -73,8 +73,9 @@ class IntermediateConfig(BaseModel):
                                                  "setting) and reuse it when the settings match (default "
                                                  "OUT/intermediate)")
     mix: bool = Field(False, description="spread the stage's questions over the medical epochs instead of training "
-                                         "them first: ``epochs`` passes over them, cut into one share per medical "
-                                         "epoch (the stage's steps, interleaved); validation and test stay medical")
+                                         "them first: its epochs are passes over them, cut into one share per "
+                                         "medical epoch (the stage's steps, interleaved); validation and test stay "
+                                         "medical")
 
 
 class TrainConfig(BaseModel):
