@@ -11,8 +11,17 @@ with Satterthwaite's degrees of freedom) finds with 80% power, for S = 2 … --m
 per-question variance of the same pair's single-run differences there (= question + residual under the model)
 rescales those two components, in their measured ratio; the run component is kept.
 
+--looks S1 S2 … reads the target design sequentially, after S1, S2, … seeds on every fold (e.g. one lent GPU session
+each), stopping early when the answer is clear: each look's repeated CI (``kgutil.stats.spending_bounds``, O'Brien–
+Fleming-type spending of 5%, information fractions from the projection) claims a gain when its lower end is above
+0 and stops for futility when its upper end is below --effect (non-binding: it spends no α). Printed per look: the
+critical value, the CI level, the projected half-width; by simulation of the looks' joint normal statistics, the
+chance to claim a gain with no true difference and with one of --effect, and the expected seeds. With --at, the
+records of that config are read at the look they have reached (every fold with the same complete seeds).
+
   python bench/power.py --config configs/cv/fusion_pvi_half.yaml \\
-      --pair cmedbert_entity_boundary_text baseline_question_boundary --at configs/cv/fusion_recipe.yaml
+      --pair cmedbert_entity_boundary_text baseline_question_boundary --at configs/cv/fusion_recipe.yaml \\
+      --looks 2 3 4 5
 Reads bench/results/NAME.runs.json (the runs each config describes now); writes the pair's entry into
 bench/results/power_NAME.json (one file per config, an entry per pair).
 """
@@ -32,7 +41,7 @@ from scipy import stats
 
 from bench.common import RESULTS, parse_cv_args, write_result
 from kgutil.cli import ConfigError, read_config_file
-from kgutil.stats import VarianceComponents, variance_components
+from kgutil.stats import VarianceComponents, components_ci, spending_bounds, variance_components
 from mrc.crossval import CVConfig, current_runs, paired_difference, seed_difference_blocks
 
 log = logging.getLogger("power")
@@ -80,6 +89,49 @@ def projection(components: VarianceComponents, args: argparse.Namespace) -> dict
             "seeds_needed": next((r["seeds"] for r in rows if r["detectable"] <= args.effect), None)}
 
 
+def sequential(components: VarianceComponents, args: argparse.Namespace, draws: int = 200_000
+               ) -> dict[str, Any]:
+    """The looks of the target design: critical values from the projected information fractions, each look's CI
+    level and half-width, and the operating characteristics of the rule (module docstring) by simulation: the
+    statistic of look k is Z_k = δ/SE_k + W_k, with W a standard Brownian path read at the information fractions."""
+    looks = sorted(set(args.looks))
+    se = np.array([components.standard_error(args.folds * s, s, args.questions) for s in looks])
+    fractions = (se[-1] / se) ** 2
+    bounds = np.array(spending_bounds(fractions))
+    steps = np.diff(fractions, prepend=0.0)
+    paths = np.cumsum(np.random.default_rng(0).standard_normal((draws, len(looks))) * np.sqrt(steps), axis=1)
+    noise = paths / np.sqrt(fractions)
+    characteristics = {}
+    for name, delta in (("if_no_difference", 0.0), ("if_effect", args.effect)):
+        z = delta / se + noise
+        gain, futile = z >= bounds, (z + bounds) * se < args.effect
+        stop = gain | futile
+        stop[:, -1] = True
+        first = stop.argmax(axis=1)
+        characteristics[name] = {"claims_gain": round(float(gain[np.arange(draws), first].mean()), 4),
+                                 "expected_seeds": round(float(np.asarray(looks)[first].mean()), 2)}
+    return {"looks": [{"seeds": s, "fraction": round(float(f), 3), "critical": round(float(c), 3),
+                       "level": round(float(2 * stats.norm.cdf(c) - 1), 5), "half_width": round(float(c * e), 2)}
+                      for s, f, c, e in zip(looks, fractions, bounds, se)], **characteristics}
+
+
+def read_at_look(runs: dict[str, Any], reference: dict[str, Any], score: str, plan: dict[str, Any], folds: int
+                 ) -> dict[str, Any]:
+    """The records read by the rule: the look their complete seeds reach on every fold, its repeated CI
+    (``components_ci`` at the look's level) and the decision — gain, futile, or continue."""
+    blocks = seed_difference_blocks(runs, reference).get(score, [])
+    seeds = blocks[0].shape[0] if blocks else 0
+    look = next((row for row in plan["looks"] if row["seeds"] == seeds), None)
+    if len(blocks) < folds or look is None:
+        return {"seeds": seeds, "folds": len(blocks), "decision": "not at a look"}
+    low, high = components_ci(blocks, look["level"])
+    decision = "gain" if low > 0 else "futile" if high < plan["effect"] else "continue"
+    if decision == "continue" and seeds == plan["looks"][-1]["seeds"]:
+        decision = "no gain"
+    return {"seeds": seeds, "folds": len(blocks), "mean": round(float(np.mean(np.concatenate(blocks, axis=1))), 2),
+            "repeated_ci": [round(low, 2), round(high, 2)], "decision": decision}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pair", nargs=2, required=True, metavar=("VARIANT", "REFERENCE"))
@@ -90,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-seeds", type=int, default=10)
     p.add_argument("--effect", type=float, default=1.5, help="the difference to detect (points ×100)")
     p.add_argument("--power", type=float, default=0.8)
+    p.add_argument("--looks", type=int, nargs="+", metavar="SEEDS", help="read the target design after these "
+                   "numbers of seeds (sequential rule, module docstring)")
     args, config = parse_cv_args(p, argv)
     if config is None:
         return 2
@@ -134,6 +188,18 @@ def main(argv: list[str] | None = None) -> int:
             scaled = replace(components, item=components.item * factor, residual=components.residual * factor)
             entry["at"] = {"per_question_variance": round(there, 1), "factor": round(factor, 2),
                            **projection(scaled, args)}
+        if args.looks:
+            plan = {"effect": args.effect, **sequential(scaled if args.at else components, args)}
+            if args.at:
+                plan["reading"] = read_at_look(at_records[variant], at_records[reference], score, plan, args.folds)
+            entry["sequential"] = plan
+            none, effect = plan["if_no_difference"], plan["if_effect"]
+            looks = plan["looks"]
+            print(f"{variant} − {reference}, {score}, looks at {[r['seeds'] for r in looks]} seeds: critical values "
+                  f"{[r['critical'] for r in looks]}, half-widths {[r['half_width'] for r in looks]}; claims a gain "
+                  f"{none['claims_gain']:.1%} of the time with no difference (expected seeds "
+                  f"{none['expected_seeds']}), {effect['claims_gain']:.1%} with {args.effect:g} (expected seeds "
+                  f"{effect['expected_seeds']})" + (f"; records: {plan['reading']}" if "reading" in plan else ""))
         figures["scores"][score] = entry
         for label, block in (("", entry), (f" at {args.at.stem if args.at else ''}", entry.get("at"))):
             if block:

@@ -1,6 +1,7 @@
 """Confidence intervals: percentile bootstrap over paired per-item values (questions, test triples), the
 multi-bootstrap over seeds × items, and Student's t over a few independent replicates (seeds); and the variance
-components of per-seed, per-item differences, which say how many seeds and items a comparison needs.
+components of per-seed, per-item differences, which say how many seeds and items a comparison needs; and the
+critical values of a comparison read at several looks (group-sequential, alpha spending).
 
 Bootstrap: rows are resampled with replacement; a statistic of the resampled columns' means is recorded per round,
 and the 95% interval is its 2.5th–97.5th percentile. Resampling rows keeps pairs together (paired comparisons).
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import integrate, optimize, stats
 
 
 def _resampled_means(columns: np.ndarray, rounds: int, seed: int) -> np.ndarray:
@@ -160,9 +161,10 @@ def variance_components(blocks: Blocks) -> VarianceComponents:
                               item=max(0.0, (ms_item - ms_res) / anova.runs), residual=ms_res)
 
 
-def components_ci(blocks: Blocks) -> tuple[float, float]:
-    """95% CI of the mean of all values of one matrix [S, n] or of blocks (folds, each [S, n_b]; the mean over
-    all items), for new runs and new items: mean ± t(0.975, ν)·SE, SE² = (MS_run + MS_item − MS_res) / (S·n) with
+def components_ci(blocks: Blocks, level: float = 0.95) -> tuple[float, float]:
+    """CI (95% unless ``level``) of the mean of all values of one matrix [S, n] or of blocks (folds, each [S, n_b];
+    the mean over all items), for new runs and new items: mean ± t(½ + level/2, ν)·SE, SE² = (MS_run + MS_item −
+    MS_res) / (S·n) with
     mean squares pooled within blocks (= run / (k·S) + item / n + residual / (S·n) for k equal blocks) and ν by
     Satterthwaite, floored at the run or item term's degrees of freedom, whichever are fewer. Unlike the
     multi-bootstrap it counts the run × item interaction once, and its t quantile widens with few runs."""
@@ -175,5 +177,43 @@ def components_ci(blocks: Blocks) -> tuple[float, float]:
     # would otherwise give ν → 0 and an unbounded interval)
     dof = max(_satterthwaite(ms_run, ms_item, ms_res, *dofs), float(min(dofs[0], dofs[1]))) \
         if ms_run + ms_item > ms_res else float(dofs[2])
-    half = float(stats.t.ppf(0.975, dof)) * math.sqrt(combined / (anova.runs * anova.items))
+    half = float(stats.t.ppf(0.5 + level / 2, dof)) * math.sqrt(combined / (anova.runs * anova.items))
     return mean - half, mean + half
+
+
+def spending_bounds(fractions: Sequence[float], alpha: float = 0.05, grid: int = 1201) -> list[float]:
+    """Two-sided critical values c_1 … c_K for looks at information fractions 0 < t_1 < … < t_K = 1 (t = the
+    final look's variance over this look's), spending α by Lan and DeMets' O'Brien–Fleming-type function
+    α(t) = 4 − 4Φ(z_{1−α/4} / √t): with no true difference, the chance that |Z_k| ≥ c_k at look k, the first
+    look to cross, is α(t_k) − α(t_{k−1}), so looking K times keeps the chance of any crossing at α. The repeated
+    CI of look k (mean ± c_k·SE) therefore covers with probability ≥ 1 − α at every look at once. Computed on the
+    Brownian scale B(t) = Z·√t, whose increments are independent: the density of the paths not yet stopped is
+    carried from look to look by numerical integration on ``grid`` points."""
+    t = np.asarray(fractions, dtype=float)
+    if len(t) == 0 or t[0] <= 0 or np.any(np.diff(t) <= 0) or abs(t[-1] - 1) > 1e-9:
+        raise ValueError(f"information fractions must increase from above 0 to 1, not {list(fractions)}")
+    spent = 4 - 4 * stats.norm.cdf(stats.norm.ppf(1 - alpha / 4) / np.sqrt(t))
+    bounds: list[float] = []
+    x = density = None   # grid on the B scale and the density of the paths not stopped so far
+    for k, tk in enumerate(t):
+        target = spent[k] - (spent[k - 1] if k else 0.0)
+        if density is None:
+            c = float(stats.norm.ppf(1 - target / 2))
+        else:
+            sd = math.sqrt(tk - t[k - 1])
+
+            def crossing(c: float) -> float:
+                b = c * math.sqrt(tk)
+                tails = stats.norm.cdf((-b - x) / sd) + stats.norm.sf((b - x) / sd)
+                return float(integrate.trapezoid(density * tails, x)) - target
+
+            c = float(optimize.brentq(crossing, 0.0, 20.0, xtol=1e-10))
+        b = c * math.sqrt(tk)
+        y = np.linspace(-b, b, grid)
+        if x is None:
+            density = stats.norm.pdf(y, scale=math.sqrt(tk))
+        else:   # g(y) = ∫ f(x) φ((y − x)/sd)/sd dx over the paths still running
+            density = integrate.trapezoid(density * stats.norm.pdf((y[:, None] - x) / sd) / sd, x, axis=1)
+        x = y
+        bounds.append(c)
+    return bounds

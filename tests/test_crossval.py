@@ -373,3 +373,28 @@ def test_power_pools_components_within_folds_and_single_runs_by_hand() -> None:
     # Σ² = 5000 + 2 · 6666.7 over 10 differences − 4 run means
     assert single_run_variance(variant, zeros, "em") == pytest.approx((5000 + 2 * 20000 / 3) / 6)
     assert pooled_components({"0/1": variant["0/1"]}, zeros, "em") is None      # one seed: nothing to estimate
+
+
+@pytest.mark.parametrize(("shift", "seeds", "decision"), [(60.0, 2, "gain"), (0.0, 2, "futile"),
+                                                          (0.0, 3, "not at a look"), (60.0, 1, "not at a look")])
+def test_power_reads_the_records_at_the_look_they_reached(shift: float, seeds: int, decision: str) -> None:
+    """5 folds × 2 seeds of a variant that gets every question right where the reference gets 40% right (+60 EM)
+    or is the reference itself (0): read at the 2-seed look, the gain is claimed or excluded (futile); 3 seeds
+    (no such look) and 1 seed (no interval) are not read."""
+    import argparse
+
+    from bench.power import read_at_look, sequential
+    from kgutil.stats import VarianceComponents
+
+    rng = np.random.default_rng(0)
+    reference = {f"{f}/{s}": _run({f"q{f}_{i}": float(rng.random() < 0.4) for i in range(60)})
+                 for f in range(5) for s in range(1, seeds + 1)}
+    variant = {key: _run({q: 1.0 if shift else v["em"] for q, v in run["questions"].items()})
+               for key, run in reference.items()}
+    plan = {"effect": 1.5, **sequential(VarianceComponents(run=0.3, item=37.0, residual=507.0),
+                                        argparse.Namespace(looks=[2, 4], folds=5, questions=300, effect=1.5),
+                                        draws=2000)}
+    assert [row["seeds"] for row in plan["looks"]] == [2, 4] and plan["looks"][0]["level"] > 0.99
+    assert plan["if_effect"]["claims_gain"] > plan["if_no_difference"]["claims_gain"]
+    assert read_at_look(variant, reference, "em", plan, folds=5)["decision"] == decision
+

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kgutil.stats import (VarianceComponents, bootstrap_ci, components_ci, multi_bootstrap_ci, paired_ci,
-                          variance_components)
+                          spending_bounds, variance_components)
 
 
 def test_bootstrap_ci_brackets_the_mean_and_narrows_with_n() -> None:
@@ -97,3 +97,33 @@ def test_components_ci_covers_where_the_multi_bootstrap_does_not(truth: Variance
     if multi_bootstrap_covers is not None:
         assert (covered_mb / rounds >= 0.97) if multi_bootstrap_covers else (covered_mb / rounds <= 0.90)
     assert components_ci(np.zeros((3, 4))) == (0.0, 0.0)
+
+
+def test_spending_bounds_match_the_published_obrien_fleming_type_values() -> None:
+    # Lan–DeMets O'Brien–Fleming-type bounds, two-sided α = 0.05 (as tabulated by gsDesign / ldbounds)
+    assert spending_bounds([0.2, 0.4, 0.6, 0.8, 1.0]) == pytest.approx([4.877, 3.357, 2.680, 2.290, 2.031], abs=2e-3)
+    assert spending_bounds([0.5, 1.0]) == pytest.approx([2.963, 1.969], abs=2e-3)
+    assert spending_bounds([1.0]) == pytest.approx([1.960], abs=1e-3)    # one look: the plain 95% interval
+    for bad in ([], [0.0, 1.0], [0.6, 0.4, 1.0], [0.5, 0.9]):
+        with pytest.raises(ValueError, match="information fractions"):
+            spending_bounds(bad)
+
+
+def test_looking_at_every_bound_keeps_the_chance_of_any_crossing_at_alpha() -> None:
+    """Brownian paths with no drift, read at unequal fractions: crossing some look's bound happens 5% of the time
+    (reading each look at 1.96 would cross 12%)."""
+    fractions = np.array([0.47, 0.67, 0.84, 1.0])
+    rng = np.random.default_rng(3)
+    paths = np.cumsum(rng.standard_normal((200_000, 4)) * np.sqrt(np.diff(fractions, prepend=0.0)), axis=1)
+    z = np.abs(paths / np.sqrt(fractions))
+    assert (z >= spending_bounds(fractions)).any(axis=1).mean() == pytest.approx(0.05, abs=0.003)
+    assert (z >= 1.96).any(axis=1).mean() > 0.10
+
+
+def test_components_ci_widens_with_its_level() -> None:
+    blocks = [np.random.default_rng(1).normal(1.0, 10.0, (3, 40)) for _ in range(2)]
+    low, high = components_ci(blocks)
+    assert components_ci(blocks, 0.95) == (low, high)
+    wide_low, wide_high = components_ci(blocks, 0.99)
+    assert wide_low < low < high < wide_high and (wide_low + wide_high) / 2 == pytest.approx((low + high) / 2)
+
