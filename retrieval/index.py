@@ -7,7 +7,8 @@ directory, written atomically and stamped with the snapshot checksum::
     manifest.json   config, counts, snapshot checksum
     entities.tsv    id  name  type
     userdict.txt    jieba user dictionary (name freq tag) so long medical terms stay whole
-    ngram.faiss     inner-product index over hashed unit n-gram vectors of the names (overlap candidates)
+    ngram.faiss     inner-product index over hashed unit n-gram vectors of the names (overlap candidates; read
+                    on first use, so an index used by the exact rule alone can travel without it)
     dense.faiss     optional: normalised encoder embeddings of the names (synonyms that share few units)
 """
 
@@ -19,6 +20,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -95,7 +97,6 @@ class EntityIndex:
     config: IndexConfig
     snapshot_checksum: str
     snapshot_path: Path | None
-    ngram: faiss.Index
     dense: faiss.Index | None = None
     exact: dict[str, tuple[int, ...]] = field(default_factory=dict)
     name_units: list[tuple[str, ...]] = field(default_factory=list)
@@ -112,6 +113,18 @@ class EntityIndex:
     @property
     def userdict(self) -> Path:
         return self.path / "userdict.txt"
+
+    @cached_property
+    def ngram(self) -> faiss.Index:
+        """The n-gram index of the overlap rule, read on first use."""
+        path = self.path / "ngram.faiss"
+        if not path.is_file():
+            raise SnapshotError(f"{path}: missing; the overlap rule needs it (rebuild the index with "
+                                "scripts/build_entity_index.py, or link by the exact rule alone: linker.overlap false)")
+        ngram = faiss.read_index(str(path))
+        if hasattr(ngram, "nprobe"):
+            ngram.nprobe = self.config.nprobe
+        return ngram
 
     def query_vectors(self, texts: list[str]) -> np.ndarray:
         return hashed_ngram_vectors([units(normalize(t), self.language) for t in texts], self.config.ngram_dim,
@@ -139,15 +152,12 @@ class EntityIndex:
                 _, name, typ = line.rstrip("\n").split("\t")
                 names.append(unescape(name))
                 types.append(unescape(typ) or None)
-        ngram = faiss.read_index(str(path / "ngram.faiss"))
-        if hasattr(ngram, "nprobe"):
-            ngram.nprobe = manifest["config"]["nprobe"]
         dense = faiss.read_index(str(path / "dense.faiss")) if (path / "dense.faiss").exists() else None
         return cls(path=path, names=names, types=types, language=manifest["language"],
                    config=IndexConfig.model_validate(manifest["config"]),
                    snapshot_checksum=manifest["snapshot_checksum"],
                    snapshot_path=Path(manifest["snapshot_path"]) if manifest.get("snapshot_path") else None,
-                   ngram=ngram, dense=dense)
+                   dense=dense)
 
 
 def build_index(snapshot: Snapshot, config: IndexConfig, out: Path) -> EntityIndex:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,20 @@ def test_exact_and_overlap_rules_with_threshold_boundary(zh_index: EntityIndex) 
     exact_only = EntityLinker(zh_index, LinkerConfig(top_k=10, overlap=False))
     assert matched(exact_only, "血小板无力症") == {"血小板无力症": ("exact", 1.0)}
     assert matched(exact_only, "血小板") == {}
+
+
+def test_exact_rule_needs_no_ngram_index(zh_index: EntityIndex, tmp_path: Path) -> None:
+    """The n-gram index is read on first use: without it the exact rule links as before, and the overlap rule
+    says what is missing."""
+    trimmed = tmp_path / "idx"
+    shutil.copytree(zh_index.path, trimmed)
+    (trimmed / "ngram.faiss").unlink()
+    index = EntityIndex.load(trimmed, snapshot_checksum=zh_index.snapshot_checksum)
+    text = "血小板无力症的患者常有鼻出血。"
+    exact = LinkerConfig(top_k=10, overlap=False)
+    assert EntityLinker(index, exact).match(text) == EntityLinker(zh_index, exact).match(text)
+    with pytest.raises(SnapshotError, match="ngram.faiss: missing.*overlap false"):
+        EntityLinker(index, LinkerConfig(top_k=10)).match("血小板")
 
 
 def test_links_carry_offsets_rule_type_and_topk(zh_index: EntityIndex) -> None:
