@@ -166,8 +166,9 @@ def read_json(path: Path, expected: str) -> Any:
 
 def read_dataset(path: Path, *, answer_policy: Literal["repair", "strict"] = "repair",
                  support_policy: Literal["repair", "drop", "keep"] = "repair",
-                 report: ReadReport | None = None) -> list[Example]:
-    """All questions of a SQuAD-layout file (CMedMRC, CMRC 2018, SQuAD 1.1/2.0)."""
+                 report: ReadReport | None = None, labelled: bool = True) -> list[Example]:
+    """All questions of a SQuAD-layout file (CMedMRC, CMRC 2018, SQuAD 1.1/2.0); with ``labelled=False`` a
+    question may lack ``answers`` (questions to answer, not to score)."""
     path = Path(path)
     report = report if report is not None else ReadReport()
     raw = read_json(path, "a SQuAD-layout JSON file")
@@ -183,7 +184,7 @@ def read_dataset(path: Path, *, answer_policy: Literal["repair", "strict"] = "re
             spans = sentence_spans(context)
             for q_index, qa in enumerate(_objects(para, "qas", path, f"data[{a}].paragraphs[{p}]")):
                 example = _example(qa, context, passage_id, spans, path, f"data[{a}].paragraphs[{p}].qas[{q_index}]",
-                                   answer_policy, support_policy, report)
+                                   answer_policy, support_policy, report, labelled)
                 if example is not None:
                     examples.append(example)
     report.questions += len(examples)
@@ -208,7 +209,8 @@ def _objects(parent: Any, key: str, path: Path, where: str) -> list[dict[str, An
 
 
 def _example(qa: dict[str, Any], context: str, passage_id: str, spans: list[tuple[int, int]], path: Path,
-             where: str, answer_policy: str, support_policy: str, report: ReadReport) -> Example | None:
+             where: str, answer_policy: str, support_policy: str, report: ReadReport, labelled: bool
+             ) -> Example | None:
     qid = str(qa.get("id") or "")
     if not qid:
         raise DataError(f"{path}: {where} has no id")
@@ -219,10 +221,10 @@ def _example(qa: dict[str, Any], context: str, passage_id: str, spans: list[tupl
             raise DataError(f"{path}: question {qid}: the question is empty")
         report.questions_skipped += 1  # CMRC 2018's trial file has two
         return None
-    if "answers" not in qa:
+    if "answers" not in qa and labelled:
         raise DataError(f"{path}: question {qid}: missing field 'answers'")
     impossible = bool(qa.get("is_impossible", False))
-    raw_answers = qa["answers"] or []
+    raw_answers = qa.get("answers") or []
     if not isinstance(raw_answers, list):
         raise DataError(f"{path}: {where}.answers (question {qid}) is {type(raw_answers).__name__}, expected a list")
     answers = [a for a in (_align(context, x, qid, path, answer_policy, report) for x in raw_answers) if a]

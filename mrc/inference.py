@@ -131,21 +131,30 @@ def evaluate_model(model: BaselineMRC, tokenizer: Any, examples: list[Example], 
     return metrics, predictions, tau
 
 
+def predict_saved_model(path: Path, examples: list[Example], *, batch_size: int = 16, device: str = "auto",
+                        settings: dict[str, Any] | None = None, progress: bool = False
+                        ) -> tuple[dict[str, dict[str, Any]], float]:
+    """(predictions by question id, τ) of a saved model directory on ``examples``, with its saved windows, answer
+    length and support threshold τ (``settings`` override the model family's saved settings, see ``load_model``).
+    The examples need no answers."""
+    model, tokenizer, saved = load_model(path, settings)
+    torch_device = resolve_device(device)
+    model.to(torch_device)
+    features = prepare_features(examples, tokenizer, FeatureConfig.model_validate(saved.get("features", {})))
+    model.attach_inputs(features, examples, tokenizer)
+    tau = saved.get("support_threshold", 0.5)
+    outputs = predict_features(model, features, tokenizer.pad_token_id, batch_size, torch_device, progress)
+    predictions = postprocess(examples, features, outputs, category_names=model.config.categories,
+                              max_answer_length=saved.get("max_answer_length", 100), support_threshold=tau)
+    return {k: p.as_dict() for k, p in predictions.items()}, tau
+
+
 def evaluate_saved_model(path: Path, examples: list[Example], *, metric: MetricChoice = "auto",
                          batch_size: int = 16, device: str = "auto", per_question: bool = False,
                          settings: dict[str, Any] | None = None
                          ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Score a saved model directory on ``examples`` with its saved windows, answer length and τ
-    (``settings`` override the model family's saved settings, see ``load_model``)."""
-    model, tokenizer, saved = load_model(path, settings)
-    torch_device = resolve_device(device)
-    model.to(torch_device)
-    features_cfg = FeatureConfig.model_validate(saved.get("features", {}))
-    features = prepare_features(examples, tokenizer, features_cfg)
-    model.attach_inputs(features, examples, tokenizer)
-    metrics, predictions, _ = evaluate_model(model, tokenizer, examples, features, device=torch_device,
-                                             batch_size=batch_size, metric=metric,
-                                             max_answer_length=saved.get("max_answer_length", 100),
-                                             support_threshold=saved.get("support_threshold", 0.5),
-                                             per_question=per_question)
-    return metrics, {k: p.as_dict() for k, p in predictions.items()}
+    """(metrics, predictions) of a saved model directory on ``examples`` (``predict_saved_model``)."""
+    predictions, tau = predict_saved_model(path, examples, batch_size=batch_size, device=device, settings=settings)
+    metrics = evaluate_predictions(examples, predictions, dataset_metric(examples, metric), per_question)
+    metrics["support_threshold"] = tau
+    return metrics, predictions

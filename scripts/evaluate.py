@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="dataset file (SQuAD / CMedMRC layout)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", dest=FLAG_PREFIX + "model", type=Path, help="kgmrc model directory")
+    src.add_argument("--model", dest=FLAG_PREFIX + "model", type=Path, metavar="MODEL", help="kgmrc model directory")
     src.add_argument("--predictions", type=Path, help="predictions JSON file")
     p.add_argument("--out", type=Path, help="also write the metrics (and predictions) here")
     p.add_argument("--html", type=Path, help="write an HTML report (scores by type, every question) here")

@@ -184,7 +184,18 @@ def test_temporaries_of_killed_writers_are_removed(tmp_path: Path) -> None:
     assert not orphan.exists() and mine.exists()
 
 
-# -- evaluate.py ----------------------------------------------------------------------------------------------
+# -- predict.py / evaluate.py ---------------------------------------------------------------------------------
+def test_predict_cli_rejects_bad_data_and_models_cleanly(tmp_path: Path) -> None:
+    out = str(tmp_path / "p.json")
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"data": []}))
+    clean_failure(run("predict.py", "--model", str(tmp_path), "--data", str(empty), "--out", out), "holds no questions")
+    clean_failure(run("predict.py", "--model", str(tmp_path), "--data", str(SAMPLE_MRC)), "--data needs --out")
+    clean_failure(run("predict.py", "--model", str(tmp_path / "none"), "--data", str(SAMPLE_MRC), "--out", out),
+                  str(tmp_path / "none"))
+    assert not Path(out).exists()
+
+
 def test_evaluate_cli_rejects_bad_predictions_and_data_cleanly(tmp_path: Path) -> None:
     preds = tmp_path / "p.json"
     for value, words in (({"x": 12}, "question x: answer is int"), ({"x": [1]}, "question x: answer is list")):

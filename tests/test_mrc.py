@@ -235,6 +235,17 @@ def test_tiny_model_overfits_and_resumes(tiny_encoder: Path, tmp_path: Path) -> 
                                         capture_output=True, text=True, check=True).stdout)
     assert read_dataset(SAMPLE)[0].question in (tmp_path / "report.html").read_text(encoding="utf-8")
     assert by_model["overall"]["em"] == by_file["overall"]["em"] == result.best_metrics["overall"]["em"]
+    # Every question of a file without answers, in batches: the same predictions as the model's evaluation.
+    unlabelled = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    for qa in (qa for d in unlabelled["data"] for para in d["paragraphs"] for qa in para["qas"]):
+        del qa["answers"]
+    (tmp_path / "questions.json").write_text(json.dumps(unlabelled, ensure_ascii=False), encoding="utf-8")
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), "--model", str(best), "--data",
+                    str(tmp_path / "questions.json"), "--out", str(tmp_path / "batch.json"), "--batch-size", "3"],
+                   capture_output=True, text=True, check=True)
+    by_batch = json.loads(subprocess.run(run + ["--predictions", str(tmp_path / "batch.json")], capture_output=True,
+                                         text=True, check=True).stdout)
+    assert by_batch["overall"] == by_model["overall"]
     ex = read_dataset(SAMPLE)[1]
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), "--model", str(best), "--question",
                           ex.question, "--passage", ex.context, "--json", "--plot", str(tmp_path / "p.png"),
