@@ -166,7 +166,8 @@ def components_ci(blocks: Blocks, level: float = 0.95) -> tuple[float, float]:
     the mean over all items), for new runs and new items: mean ± t(½ + level/2, ν)·SE, SE² = (MS_run + MS_item −
     MS_res) / (S·n) with mean squares pooled within blocks (= run / (k·S) + item / n + residual / (S·n) for k
     equal blocks) and ν by Satterthwaite, floored at the run or item term's degrees of freedom, whichever are
-    fewer. Unlike the multi-bootstrap it counts the run × item interaction once, and its t quantile widens with few runs."""
+    fewer. Unlike the multi-bootstrap it counts the run × item interaction once, and its t quantile widens with
+    few runs."""
     anova = _pooled_anova(blocks)
     (ms_run, ms_item, ms_res), dofs, mean = anova.ms, anova.df, anova.mean
     combined = max(ms_run + ms_item - ms_res, ms_res)   # the unbiased combination, never below the residual's share
