@@ -94,8 +94,9 @@ def add_field_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, mo
         default = None if info.is_required() else info.get_default(call_default_factory=True)
         help_text = info.description or ""
         if kind is bool:
-            if default:
+            if default:  # the description states what true means; the switch turns it off
                 flag = "--no-" + name.replace("_", "-")
+                help_text = f"{prefix + path} = false (default true): {help_text}".rstrip(": ")
             parser.add_argument(flag, dest=dest, action="store_const", const=not default, default=None,
                                 help=help_text)
             continue

@@ -57,7 +57,8 @@ def test_flags_are_generated_from_the_config_fields(tmp_path: Path, capsys: pyte
     with pytest.raises(SystemExit):
         p.parse_args(["--precision", "fp8"])  # choices from the Literal
     assert "invalid choice: 'fp8'" in capsys.readouterr().err
-    help_text = p.format_help()
+    help_text = " ".join(p.format_help().split())
+    assert "--no-resume resume = false (default true)" in help_text  # the switch says which way it turns
     assert "--no-resume" in help_text and "{fp32,bf16,fp16}" in help_text and "(default 0.1)" not in help_text
 
 
