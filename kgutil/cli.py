@@ -110,9 +110,17 @@ def add_field_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, mo
         kwargs["type"] = kind if kind in (int, float, str, Path) else str
         if "choices" not in kwargs:
             kwargs["metavar"] = name.upper()
-        shown = default if not isinstance(default, BaseModel) and default not in (None, [], ()) else None
-        parser.add_argument(flag, help=f"{help_text} (default {shown})" if shown is not None else help_text,
-                            **kwargs)
+        shown = _shown(default)
+        parser.add_argument(flag, help=f"{help_text} (default {shown})".lstrip() if shown else help_text, **kwargs)
+
+
+def _shown(default: Any) -> str:
+    """A default as one would type it on the command line ('' for none): paths as text, lists space-separated."""
+    if isinstance(default, BaseModel) or default is None:
+        return ""
+    if isinstance(default, (list, tuple)):
+        return " ".join(_shown(v) for v in default)
+    return str(default)
 
 
 def field_flags(args: argparse.Namespace) -> dict[str, Any]:

@@ -42,7 +42,7 @@ def test_flags_are_generated_from_the_config_fields(tmp_path: Path, capsys: pyte
     p = argparse.ArgumentParser()
     add_field_args(p, TrainConfig, {"fold": "split.fold", "train": "train", "precision": "precision",
                                     "resume": "resume", "category_oversample": "category_oversample",
-                                    "answer_weight": "model.answer_weight"})
+                                    "answer_weight": "model.answer_weight", "intermediate": "intermediate.data"})
     add_common_args(p)
     path = tmp_path / "c.yaml"
     path.write_text("split: {fold: 1}\nprecision: bf16\n", encoding="utf-8")
@@ -59,6 +59,8 @@ def test_flags_are_generated_from_the_config_fields(tmp_path: Path, capsys: pyte
     assert "invalid choice: 'fp8'" in capsys.readouterr().err
     help_text = " ".join(p.format_help().split())
     assert "--no-resume resume = false (default true)" in help_text  # the switch says which way it turns
+    assert "(default ../shared/data/cmrc2018/cmrc2018_dev.json ../shared/data/cmrc2018/cmrc2018_trial.json)" in \
+        help_text  # as one would type it
     assert "--no-resume" in help_text and "{fp32,bf16,fp16}" in help_text and "(default 0.1)" not in help_text
 
 
