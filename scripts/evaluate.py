@@ -5,10 +5,14 @@ Examples:
   python scripts/evaluate.py --model runs/base1/best --data held_out.json
   python scripts/evaluate.py --data held_out.json --predictions runs/base1/predictions.json [--metric cmrc]
   python scripts/evaluate.py --model runs/cmedbert/best --data held_out.json --no-knowledge   # entities masked
+  python scripts/evaluate.py --model runs/cmedbert/best --data held_out.json --against baseline_predictions.json
 Predictions: {question_id: answer_text} or {question_id: {"answer": ..., "support": ...}}.
 Prints answer EM/F1 and support EM/F1, overall and per question type and context type, and with --categories
 the answer-category accuracy, micro/macro F1 and per-category figures. One metric scores the whole dataset:
 CMRC 2018 (official script's logic) for a Chinese dataset, SQuAD for an English one (--metric overrides).
+--against REFERENCE (a predictions file, e.g. predict.py --data … --out of another model) adds "paired": the mean
+per-question difference (this − reference, ×100) of each score with its 95% bootstrap CI over questions, and a
+verdict line; one run a side holds no training-seed variance (bench/mrc_cv.py averages seeds before pairing).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from kgutil.cli import FLAG_PREFIX, add_common_args, add_field_args, parse_confi
 from kgutil.io import atomic_write_text
 from kgutil.html import write_page
 from mrc.categories import CategoryLabels, attach_labels
+from mrc.crossval import paired_difference
+from mrc.cv_report import verdicts
 from mrc.data import DataError, read_dataset, read_predictions
 from mrc.inference import InferenceConfig
 from mrc.metrics import evaluate_predictions
@@ -47,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--predictions", type=Path, help="predictions JSON file")
     p.add_argument("--out", type=Path, help="also write the metrics (and predictions) here")
     p.add_argument("--html", type=Path, help="write an HTML report (scores by type, every question) here")
+    p.add_argument("--against", type=Path, metavar="REFERENCE",
+                   help="reference predictions file: paired per-question differences with 95%% CIs")
     add_field_args(p, InferenceConfig, ["metric", "categories", "batch_size", "index", "knowledge", "device"])
     add_common_args(p)
     args, cfg = parse_config(p, InferenceConfig, argv)
@@ -66,12 +74,26 @@ def main(argv: list[str] | None = None) -> int:
             metrics, predictions = evaluate_saved_model(cfg.model, examples, metric=cfg.metric,
                                                         batch_size=cfg.batch_size, device=cfg.device,
                                                         per_question=True, settings=cfg.settings)
+        reference = (evaluate_predictions(examples, read_predictions(args.against), cfg.metric, per_question=True)
+                     if args.against else None)
+        if reference is not None and reference["missing_predictions"] == len(examples):
+            raise DataError(f"{args.against}: predicts none of the {len(examples)} questions of {args.data}")
     except (DataError, FileNotFoundError, ValueError) as err:  # SnapshotError is a ValueError
         log.error("%s", err)
         return 2
     if unknown := metrics["unknown_predictions"]:
         log.warning("%d prediction ids are not in %s (first: %s)", len(unknown), args.data, ", ".join(unknown[:5]))
     scores = metrics.pop("questions")
+    if reference is not None:
+        name = str(cfg.model or args.predictions)
+        if missing := reference["missing_predictions"]:
+            log.warning("%s has no prediction for %d questions: they score 0 there", args.against, missing)
+        one_run = "0/0"  # fold/seed: one run a side
+        metrics["paired"] = {**paired_difference({one_run: {"questions": scores}},
+                                                 {one_run: {"questions": reference["questions"]}}, rounds=10_000),
+                             "against": str(args.against)}
+        for line in verdicts({"paired": {name: metrics["paired"]}}):
+            log.info("%s", line)
     if args.html:
         from mrc.html import render_report
 

@@ -209,6 +209,8 @@ def test_evaluate_cli_rejects_bad_predictions_and_data_cleanly(tmp_path: Path) -
     clean_failure(run("evaluate.py", "--data", str(empty), "--predictions", str(preds)), "holds no questions")
     clean_failure(run("evaluate.py", "--data", str(tmp_path), "--predictions", str(preds)), "is a directory")
     preds.write_text(json.dumps({"nobody": "x", "no-one": None}))
+    clean_failure(run("evaluate.py", "--data", str(SAMPLE_MRC), "--predictions", str(preds), "--against",
+                      str(preds)), str(preds), "predicts none of the 13 questions")
     ok = run("evaluate.py", "--data", str(SAMPLE_MRC), "--predictions", str(preds))
     assert ok.returncode == 0 and "2 prediction ids are not in" in ok.stderr
     assert json.loads(ok.stdout)["metric"] == "cmrc"

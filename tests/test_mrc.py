@@ -36,6 +36,30 @@ def test_evaluate_predictions_by_type_and_support() -> None:
     assert evaluate_predictions(examples, {})["missing_predictions"] == n
 
 
+def test_evaluate_against_a_reference_pairs_the_questions(tmp_path: Path) -> None:
+    """13 questions: all right against every other one right (0, 2, …, 12: 7 right) — EM +6/13 on each question
+    that differs, CI by bootstrap over questions; a file against itself differs by exactly 0."""
+    examples = read_dataset(SAMPLE)
+    files = {"all": {e.id: e.answers[0].text for e in examples},
+             "odd": {e.id: e.answers[0].text if i % 2 == 0 else "" for i, e in enumerate(examples)}}
+    for name, preds in files.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(preds, ensure_ascii=False), encoding="utf-8")
+
+    def paired(mine: str, reference: str) -> tuple[dict, str]:
+        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--data", str(SAMPLE),
+                               "--predictions", str(tmp_path / mine), "--against", str(tmp_path / reference)],
+                              capture_output=True, text=True, check=True)
+        return json.loads(done.stdout)["paired"], done.stderr
+
+    better, log = paired("all.json", "odd.json")
+    assert better["questions"] == 13 and better["em_diff"] == better["f1_diff"] == round(100 * 6 / 13, 2)
+    low, high = better["em_ci95"]
+    assert 0 < low < 100 * 6 / 13 < high < 100 and better["em_ci_excludes_zero"]
+    assert "EM +46.15" in log and "above" in log
+    same, _ = paired("odd.json", "odd.json")
+    assert same["em_diff"] == 0 and same["em_ci95"] == [0, 0] and not same["em_ci_excludes_zero"]
+
+
 def test_support_labels_parsed_repaired_and_reported() -> None:
     assert parse_support("21,22") == [20, 21] and parse_support(7.0) == [6] and parse_support("x") is None
     assert parse_support(float("inf")) is None and parse_support([float("nan")]) is None
