@@ -27,8 +27,8 @@ def verdicts(summary: dict[str, Any]) -> list[str]:
                 continue
             low, high = p[f"{score}_ci95"]
             line = (f"{name.split('-vs-')[0]}: {label} {p[f'{score}_diff']:+.2f} [{low:+.2f}, {high:+.2f}] vs "
-                    f"{p['against']} on {p['questions']} questions × {p['runs']} runs — {_side(low, high)} "
-                    f"{p['against']}")
+                    f"{p['against']} on {p['questions']} questions × {p['runs']} run{'s' * (p['runs'] != 1)} — "
+                    f"{_side(low, high)} {p['against']}")
             for kind, what in (("seeds", "over seeds × questions"), ("components", "by variance components")):
                 if f"{score}_ci95_{kind}" in p:
                     low, high = p[f"{score}_ci95_{kind}"]

@@ -55,7 +55,7 @@ def test_evaluate_against_a_reference_pairs_the_questions(tmp_path: Path) -> Non
     assert better["questions"] == 13 and better["em_diff"] == better["f1_diff"] == round(100 * 6 / 13, 2)
     low, high = better["em_ci95"]
     assert 0 < low < 100 * 6 / 13 < high < 100 and better["em_ci_excludes_zero"]
-    assert "EM +46.15" in log and "above" in log
+    assert "EM +46.15" in log and "on 13 questions × 1 run — above" in log
     same, _ = paired("odd.json", "odd.json")
     assert same["em_diff"] == 0 and same["em_ci95"] == [0, 0] and not same["em_ci_excludes_zero"]
 
