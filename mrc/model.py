@@ -16,7 +16,8 @@ holds answer positions, ``represent`` may return a training term of its own as `
 (already weighted): L += L_aux.
 
 Model directories are self-contained: ``config.json`` (encoder), ``kgmrc_config.json`` (model type and
-settings), ``model.safetensors`` and the tokenizer files.
+settings; from training also ``trained``: the epoch kept, its validation figures, the whole training config),
+``model.safetensors`` and the tokenizer files.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal
 
@@ -538,9 +539,7 @@ def train_mrc(config: TrainConfig) -> TrainResult:
         log.info("stopped after epoch %d of %d; run again to resume", last_epoch, config.epochs)
         return TrainResult(best_metrics=best or {}, history=history, out=out)
     if ctx.main and not held_out:
-        save_model(model, tokenizer, out / "best", {"support_threshold": config.support_threshold,
-                                                    "features": json.loads(config.features.model_dump_json()),
-                                                    "max_answer_length": config.max_answer_length})
+        save_best(model, tokenizer, config, config.support_threshold, {"epoch": last_epoch, "validation": None})
     test_metrics = score_test(config, split.test) if split.test and ctx.main else None
     ctx.barrier()
     return TrainResult(best_metrics=best or {}, history=history, out=out, test_metrics=test_metrics)
@@ -596,11 +595,20 @@ def _end_of_epoch(model: BaselineMRC, tokenizer: Any, config: TrainConfig, held_
              metrics["overall"].get("support_em", 0), metrics["overall"].get("support_f1", 0), tau)
     if best is not None and selection_score(metrics, config) <= selection_score(best, config):
         return best
-    save_model(model, tokenizer, config.out / "best", {"support_threshold": tau, "features": json.loads(
-        config.features.model_dump_json()), "max_answer_length": config.max_answer_length})
+    save_best(model, tokenizer, config, tau, {"epoch": record["epoch"], "validation": metrics["overall"]})
     atomic_write_text(config.out / "predictions.json", json.dumps(
         {k: p.as_dict() for k, p in predictions.items()}, ensure_ascii=False, indent=1))
     return metrics
+
+
+def save_best(model: BaselineMRC, tokenizer: Any, config: TrainConfig, tau: float, trained: dict[str, Any]) -> None:
+    """``OUT/best``: the model with what inference reads (τ, windows, answer length) and how it was trained
+    (``trained``: the epoch kept and its validation figures, plus the whole TrainConfig and the kgmrc version), so a
+    copied model directory still says where it came from."""
+    provenance = {**trained, "train_config": json.loads(config.model_dump_json()), "kgmrc": version("kgmrc")}
+    save_model(model, tokenizer, config.out / "best", {
+        "support_threshold": tau, "features": json.loads(config.features.model_dump_json()),
+        "max_answer_length": config.max_answer_length, "trained": provenance})
 
 
 def selection_score(metrics: dict[str, Any], config: TrainConfig) -> float:

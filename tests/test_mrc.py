@@ -248,6 +248,9 @@ def test_tiny_model_overfits_and_resumes(tiny_encoder: Path, tmp_path: Path) -> 
     best = tmp_path / "run" / "best"
     assert {p.name for p in best.iterdir()} >= {"config.json", "kgmrc_config.json", "model.safetensors",
                                                "tokenizer.json"}
+    trained = json.loads((best / "kgmrc_config.json").read_text(encoding="utf-8"))["trained"]  # where it came from
+    assert trained["validation"] == result.best_metrics["overall"] and trained["train_config"]["seed"] == 3
+    assert result.history[trained["epoch"] - 1]["validation"]["overall"] == trained["validation"]
     resumed = train_mrc(config.model_copy(update={"epochs": 13}))
     assert len(resumed.history) == 13 and resumed.history[:12] == result.history
     # The CLIs: score the saved model, score its predictions file, predict one question.
