@@ -65,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.categories is not None:
             found = attach_labels(examples, CategoryLabels.read(cfg.categories))
             log.info("answer-category labels for %d of %d questions", found, len(examples))
+        # the reference first: a bad one fails before a model is run
+        reference = (evaluate_predictions(examples, read_predictions(args.against), cfg.metric, per_question=True)
+                     if args.against else None)
+        if reference is not None and reference["missing_predictions"] == len(examples):
+            raise DataError(f"{args.against}: predicts none of the {len(examples)} questions of {args.data}")
         if args.predictions:
             predictions = read_predictions(args.predictions)
             metrics = evaluate_predictions(examples, predictions, cfg.metric, per_question=True)
@@ -74,10 +79,6 @@ def main(argv: list[str] | None = None) -> int:
             metrics, predictions = evaluate_saved_model(cfg.model, examples, metric=cfg.metric,
                                                         batch_size=cfg.batch_size, device=cfg.device,
                                                         per_question=True, settings=cfg.settings)
-        reference = (evaluate_predictions(examples, read_predictions(args.against), cfg.metric, per_question=True)
-                     if args.against else None)
-        if reference is not None and reference["missing_predictions"] == len(examples):
-            raise DataError(f"{args.against}: predicts none of the {len(examples)} questions of {args.data}")
     except (DataError, FileNotFoundError, ValueError) as err:  # SnapshotError is a ValueError
         log.error("%s", err)
         return 2
