@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -259,20 +260,23 @@ def _check_support(support: list[int] | None, answers: list[Answer], spans: list
     return None
 
 
-def read_predictions(path: Path) -> dict[str, dict[str, str]]:
+def read_predictions(path: Path) -> dict[str, dict[str, Any]]:
     """A predictions file: ``{id: answer}`` or ``{id: {"answer": …, "support": …}}`` → ``{id: {…}}``.
 
     ``null`` answers and supports read as ""; any other non-string value is a :class:`DataError` naming the
-    question id (the official scripts would silently score ``str(value)``).
+    question id (the official scripts would silently score ``str(value)``). The optional fields that
+    ``predict.py`` writes are kept when well-formed: ``categories`` ({category: probability}, scored against
+    labels), ``start``/``end`` (character offsets of the answer) and ``nbest`` (the candidates, best first, each
+    with its ``text``), read by ``mrc.error_profile``; a malformed one is a :class:`DataError`.
     """
     path = Path(path)
     raw = read_json(path, "a predictions JSON file")
     if not isinstance(raw, dict):
         raise DataError(f"{path}: expected an object keyed by question id, got {type(raw).__name__}")
-    out: dict[str, dict[str, str]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for qid, value in raw.items():
         fields = value if isinstance(value, dict) else {"answer": value}
-        pred: dict[str, str] = {}
+        pred: dict[str, Any] = {}
         for key in ("answer", "support"):
             if key not in fields:
                 continue
@@ -281,8 +285,30 @@ def read_predictions(path: Path) -> dict[str, dict[str, str]]:
                 raise DataError(f"{path}: question {qid}: {key} is {type(text).__name__} {str(text)[:40]!r}, "
                                 "expected a string or null")
             pred[key] = text or ""
+        for key, (ok, expected) in _OPTIONAL_PREDICTION_FIELDS.items():
+            if key in fields:
+                if not ok(fields[key]):
+                    shown = json.dumps(fields[key], ensure_ascii=False)
+                    raise DataError(f"{path}: question {qid}: {key} is {shown[:60]}, expected {expected}")
+                pred[key] = fields[key]
         out[qid] = pred
     return out
+
+
+def _is_offset(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+_OPTIONAL_PREDICTION_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "categories": (lambda v: isinstance(v, dict) and all(
+        isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1 for p in v.values()),
+        "an object of probabilities in [0, 1]"),
+    "start": (_is_offset, "a character offset (an integer ≥ 0)"),
+    "end": (_is_offset, "a character offset (an integer ≥ 0)"),
+    "nbest": (lambda v: isinstance(v, list) and all(isinstance(c, dict) and isinstance(c.get("text"), str)
+                                                     for c in v),
+              "a list of candidates, each with a string 'text'"),
+}
 
 
 def read_pvi(path: Path) -> dict[str, float]:

@@ -6,10 +6,14 @@ Examples:
   python scripts/evaluate.py --data held_out.json --predictions runs/base1/predictions.json [--metric cmrc]
   python scripts/evaluate.py --model runs/cmedbert/best --data held_out.json --no-knowledge   # entities masked
   python scripts/evaluate.py --model runs/cmedbert/best --data held_out.json --against baseline_predictions.json
-Predictions: {question_id: answer_text} or {question_id: {"answer": ..., "support": ...}}.
+Predictions: {question_id: answer_text} or {question_id: {"answer": ..., "support": ..., "categories": {...},
+"start": ..., "end": ..., "nbest": [...]}} (the optional fields as predict.py writes them).
 Prints answer EM/F1 and support EM/F1, overall and per question type and context type, and with --categories
-the answer-category accuracy, micro/macro F1 and per-category figures. One metric scores the whole dataset:
-CMRC 2018 (official script's logic) for a Chinese dataset, SQuAD for an English one (--metric overrides).
+the answer-category accuracy, micro/macro F1 and per-category figures. "errors" says where the answers go wrong
+(mrc.error_profile): exact, too long, too short, crossing, the right sentence but other words, another sentence,
+none; and, from the n-best candidates a model's predictions carry, how often an exact answer is among the k best.
+One metric scores the whole dataset: CMRC 2018 (official script's logic) for a Chinese dataset, SQuAD for an
+English one (--metric overrides).
 --against REFERENCE (a predictions file, e.g. predict.py --data … --out of another model) adds "paired": the mean
 per-question difference (this − reference, ×100) of each score with its 95% bootstrap CI over questions, and a
 verdict line; one run a side holds no training-seed variance (bench/mrc_cv.py averages seeds before pairing).
@@ -30,19 +34,11 @@ from mrc.categories import CategoryLabels, attach_labels
 from mrc.crossval import paired_difference
 from mrc.cv_report import verdicts
 from mrc.data import DataError, read_dataset, read_predictions
+from mrc.error_profile import error_profile, locate, summary_line
 from mrc.inference import InferenceConfig
 from mrc.metrics import evaluate_predictions
 
 log = logging.getLogger("evaluate")
-
-
-def locate(context: str, prediction: dict) -> dict:
-    """A prediction with character offsets: its own, else the first occurrence of its answer in the context."""
-    if "start" in prediction:
-        return prediction
-    answer = prediction.get("answer", "")
-    start = context.find(answer) if answer else -1
-    return {**prediction, "start": max(start, 0), "end": start + len(answer) if start >= 0 else 0}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := metrics["unknown_predictions"]:
         log.warning("%d prediction ids are not in %s (first: %s)", len(unknown), args.data, ", ".join(unknown[:5]))
     scores = metrics.pop("questions")
+    metrics["errors"] = error_profile(examples, predictions, metrics["metric"])
+    log.info("%s", summary_line(metrics["errors"]))
     if reference is not None:
         name = str(cfg.model or args.predictions)
         if missing := reference["missing_predictions"]:

@@ -250,10 +250,15 @@ def test_joint_training_predicts_and_scores_categories(tiny_encoder: Path, tmp_p
     assert metrics["categories"]["count"] == 13 and "macro_f1" in metrics["categories"]
     assert metrics["questions"]["P1_Q0"]["categories"]["gold"] == ["Symptom"]
     # The CLIs print and score them.
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--model",
-                          str(tmp_path / "run" / "best"), "--data", str(SAMPLE_QA), "--categories", str(labels),
-                          "--log-level", "WARNING"], capture_output=True, text=True, check=True)
+    evaluate = [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--data", str(SAMPLE_QA), "--categories",
+                str(labels), "--log-level", "WARNING"]
+    out = subprocess.run(evaluate + ["--model", str(tmp_path / "run" / "best"), "--out", str(tmp_path / "eval")],
+                         capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["categories"]["accuracy"] == metrics["categories"]["accuracy"]
+    # … and a predictions file scores the categories it carries alike
+    out = subprocess.run(evaluate + ["--predictions", str(tmp_path / "eval" / "predictions.json")],
+                         capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout)["categories"] == metrics["categories"]
     ex = examples[0]
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), "--model",
                           str(tmp_path / "run" / "best"), "--question", ex.question, "--passage", ex.context,

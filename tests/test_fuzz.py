@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from conftest import ROOT
 from kg.reader import KGInputError, TripleReader
 from mrc.data import DataError, read_dataset, read_predictions
+from mrc.error_profile import error_profile
 from mrc.metrics import evaluate_predictions
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -75,9 +76,10 @@ def test_random_json_as_dataset_and_predictions(value: object) -> None:
             predictions = read_predictions(path)
         except DataError:
             return
-        evaluate_predictions(read_dataset(ROOT / "examples" / "sample_mrc.json"), predictions)
-        if examples:
-            evaluate_predictions(examples, predictions)
+        for dataset in (read_dataset(ROOT / "examples" / "sample_mrc.json"), examples):
+            if dataset:
+                evaluate_predictions(dataset, predictions)
+                error_profile(dataset, predictions, "cmrc")
 
 
 def _paths(value: object, prefix: tuple = ()) -> list[tuple]:

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from conftest import ROOT
-from mrc.data import DataError, Example, read_dataset, read_predictions
+from mrc.data import Answer, DataError, Example, read_dataset, read_predictions
+from mrc.error_profile import error_profile, summary_line
 from mrc.metrics import cmrc_clean, cmrc_em_f1, cmrc_tokens, dataset_metric, em_f1, evaluate_predictions, squad_em_f1
 
 
@@ -75,6 +76,52 @@ def test_predictions_file_checked(tmp_path) -> None:
             read_predictions(path)
     with pytest.raises(DataError, match="is a directory"):
         read_predictions(tmp_path)
+    # the optional fields predict.py writes are kept (categories are scored, offsets and n-best profiled) …
+    full = {"answer": "多尿", "categories": {"Symptom": 0.9}, "start": 3, "end": 5, "nbest": [{"text": "多尿"}],
+            "entities": []}
+    path.write_text(json.dumps({"q": full}), encoding="utf-8")
+    assert read_predictions(path) == {"q": {k: v for k, v in full.items() if k != "entities"}}
+    # … and a malformed one is named
+    for bad, words in (({"categories": {"Symptom": 2}}, "categories is .* expected an object of probabilities"),
+                       ({"start": -1}, "start is -1, expected a character offset"),
+                       ({"end": True}, "end is true, expected a character offset"),
+                       ({"nbest": [{"score": 1}]}, "nbest is .* expected a list of candidates")):
+        path.write_text(json.dumps({"q9": {"answer": "a", **bad}}), encoding="utf-8")
+        with pytest.raises(DataError, match=f"question q9: {words}"):
+            read_predictions(path)
+
+
+def test_error_profile_sorts_each_prediction_by_where_it_lies() -> None:
+    context = "糖尿病的典型症状是多饮、多尿。患者还可出现视物模糊、多尿。治疗以控制血糖为主。"
+    gold = Answer(text="多饮、多尿", start=context.index("多饮、多尿"))
+    second = context.rindex("多尿")  # the second 多尿, in sentence 2
+    ex = lambda qid: Example(id=qid, question="糖尿病有什么症状？", context=context, passage_id="p",  # noqa: E731
+                             answers=[gold], gold_texts=[gold.text])
+    predictions = {
+        "exact": {"answer": "多饮、多尿。", "nbest": [{"text": "多饮、多尿。"}]},  # EM 1: punctuation is dropped
+        "long": {"answer": "典型症状是多饮、多尿",
+                 "nbest": [{"text": "典型症状是多饮、多尿"}, {"text": "多饮"}, {"text": "多饮、多尿"}]},
+        "short": {"answer": "多尿"},  # no offsets: its first occurrence, inside the gold span
+        "short_elsewhere": {"answer": "多尿", "start": second, "end": second + 2},  # its own offsets
+        "cross": {"answer": "多尿。患者"},
+        "same_sentence": {"answer": "糖尿病"},
+        "other_sentence": {"answer": "控制血糖"},
+        "empty": {"answer": ""},
+    }
+    examples = [ex(q) for q in [*predictions, "missing"]]
+    examples.append(Example(id="unaligned", question="q?", context=context, passage_id="p", gold_texts=["胰岛素"]))
+    examples.append(Example(id="impossible", question="q?", context=context, passage_id="p", is_impossible=True))
+    profile = error_profile(examples, predictions, "cmrc")
+    assert profile["questions"] == 9 and profile["unlocated"] == 1
+    assert {k: v["count"] for k, v in profile["kinds"].items()} == {
+        "exact": 1, "no_answer": 2, "contains_gold": 1, "inside_gold": 1, "overlaps_gold": 1,
+        "elsewhere_gold_sentence": 1, "elsewhere_other_sentence": 2}
+    assert profile["kinds"]["no_answer"]["share"] == pytest.approx(22.22)
+    # 2 predictions carry candidates, 3 at most: an exact one first for one, third for the other
+    assert profile["nbest_questions"] == 2 and profile["nbest_em_at"] == {"1": 50.0, "3": 100.0}
+    assert profile["median_chars"] == {"predicted": 4, "gold": 5}  # of the 7 answered
+    assert summary_line(profile).startswith("answers on 9 questions: exact 11.1%, no answer 22.2%")
+    assert summary_line(profile).endswith("an exact answer among the 3 best candidates: 100.0%")
 
 
 @pytest.mark.parametrize("data, where", [

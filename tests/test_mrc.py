@@ -262,6 +262,8 @@ def test_tiny_model_overfits_and_resumes(tiny_encoder: Path, tmp_path: Path) -> 
                                         capture_output=True, text=True, check=True).stdout)
     assert read_dataset(SAMPLE)[0].question in (tmp_path / "report.html").read_text(encoding="utf-8")
     assert by_model["overall"]["em"] == by_file["overall"]["em"] == result.best_metrics["overall"]["em"]
+    assert by_model["errors"] == by_file["errors"] and by_model["errors"]["nbest_questions"] == 13  # offsets, n-best
+    assert by_model["errors"]["kinds"]["exact"]["share"] == pytest.approx(by_model["overall"]["em"], abs=0.01)
     # Every question of a file without answers, in batches: the same predictions as the model's evaluation.
     unlabelled = json.loads(SAMPLE.read_text(encoding="utf-8"))
     for qa in (qa for d in unlabelled["data"] for para in d["paragraphs"] for qa in para["qas"]):
