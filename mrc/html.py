@@ -7,6 +7,7 @@ from typing import Any
 
 from kgutil.html import marked, render
 from mrc.data import Example, sentence_spans
+from mrc.error_profile import error_kind
 
 
 def _passage_view(context: str, prediction: dict[str, Any], gold: list[tuple[int, int]],
@@ -45,14 +46,16 @@ def render_prediction(question: str, passage: str, result: dict[str, Any], gold:
 
 def render_report(examples: list[Example], predictions: dict[str, dict[str, Any]], metrics: dict[str, Any],
                   title: str = "") -> str:
-    """The evaluation report: scores overall and per question/context type, and every question with prediction
-    vs gold (sortable by F1), each opening its marked passage."""
+    """The evaluation report: scores overall and per question/context type, where the answers go wrong
+    (``metrics["errors"]``, ``mrc.error_profile``), and every question with prediction vs gold and the kind of its
+    error (sortable by F1 and kind), each opening its marked passage."""
     scores = metrics.get("questions", {})
     rows = []
     for ex in examples:
         pred = predictions.get(ex.id, {"answer": "", "start": 0, "end": 0})
+        kind = error_kind(ex, pred, metrics["metric"]) if ex.answers and not ex.is_impossible else "-"
         rows.append({"id": ex.id, "question": ex.question, "answer": pred.get("answer", ""),
                      "gold": " | ".join(ex.gold_texts), "type": ex.question_type or "-",
-                     "context_type": ex.context_type or "-", **scores.get(ex.id, {}),
+                     "context_type": ex.context_type or "-", "kind": kind.replace("_", " "), **scores.get(ex.id, {}),
                      "segments": _passage_view(ex.context, pred, [(a.start, a.end) for a in ex.answers])})
     return render("report.html.j2", title=title, metrics=metrics, rows=rows)

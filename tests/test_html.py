@@ -12,6 +12,7 @@ import pytest
 
 from kgutil.html import marked, segments
 from mrc.data import Example, read_dataset, sentence_spans
+from mrc.error_profile import error_profile
 from mrc.html import render_prediction, render_report
 from mrc.metrics import evaluate_predictions
 from retrieval.html import render_links
@@ -51,6 +52,18 @@ def test_pages_escape_text() -> None:
     report = render_report([example], {"q1": {"answer": "<i>", "start": 0, "end": 2}},
                            evaluate_predictions([example], {"q1": "<i>"}, per_question=True))
     assert "<b>问" not in report and "&lt;b&gt;问" in report and "<script>alert" not in report
+
+
+def test_report_says_where_each_answer_goes_wrong() -> None:
+    examples = read_dataset(ROOT / "examples" / "sample_mrc.json")[:2]
+    gold = examples[0].answers[0]
+    predictions = {examples[0].id: {"answer": gold.text, "start": gold.start, "end": gold.end},
+                   examples[1].id: {"answer": "", "start": 0, "end": 0}}
+    metrics = evaluate_predictions(examples, predictions, per_question=True)
+    metrics["errors"] = error_profile(examples, predictions, metrics["metric"])
+    page = render_report(examples, predictions, metrics)
+    assert '<table class="scores" id="errors">' in page and "<td>no answer</td><td>1</td><td>50.0</td>" in page
+    assert page.count('<td class="kind">exact</td>') == page.count('<td class="kind">no answer</td>') == 1
 
 
 class _Marks(HTMLParser):
