@@ -20,7 +20,8 @@ from mrc.data import Example
 from mrc.features import IGNORE, Feature, FeatureConfig, prepare_features
 from mrc.metrics import MetricChoice, dataset_metric, evaluate_predictions
 from mrc.model import BaselineMRC, load_model
-from mrc.postprocess import Prediction, WindowOutputs, postprocess, tune_support_threshold
+from mrc.postprocess import (SENTENCE_WEIGHTS, Prediction, WindowOutputs, postprocess, tune_sentence_weight,
+                             tune_support_threshold)
 
 
 def collate(features: Sequence[Feature], pad_id: int, with_labels: bool) -> dict[str, torch.Tensor]:
@@ -116,45 +117,53 @@ class InferenceConfig(BaseModel):
 def evaluate_model(model: BaselineMRC, tokenizer: Any, examples: list[Example], features: list[Feature], *,
                    device: torch.device, batch_size: int = 16, precision: str = "fp32", n_best: int = 20,
                    max_answer_length: int = 100, metric: MetricChoice = "auto",
-                   support_threshold: float | None = None, progress: bool = False, per_question: bool = False
-                   ) -> tuple[dict[str, Any], dict[str, Prediction], float]:
-    """(metrics, predictions, τ): τ is tuned on ``examples`` unless ``support_threshold`` is given."""
+                   sentence_weights: Sequence[float] = SENTENCE_WEIGHTS, progress: bool = False,
+                   per_question: bool = False) -> tuple[dict[str, Any], dict[str, Prediction], dict[str, float]]:
+    """(metrics, predictions, post-processing): the sentence weight w (from ``sentence_weights``) and then the
+    support threshold τ are tuned on ``examples``; the metrics are those of the tuned predictions."""
     outputs = predict_features(model, features, tokenizer.pad_token_id, batch_size, device, progress, precision)
     predictions = postprocess(examples, features, outputs, category_names=model.config.categories, n_best=n_best,
-                              max_answer_length=max_answer_length,
-                              support_threshold=support_threshold if support_threshold is not None else 0.5)
+                              max_answer_length=max_answer_length)
     chosen = dataset_metric(examples, metric)
-    tau = support_threshold if support_threshold is not None else tune_support_threshold(examples, predictions,
-                                                                                         chosen)
+    tuned = {"sentence_weight": tune_sentence_weight(examples, predictions, chosen, sentence_weights)}
+    tuned["support_threshold"] = tune_support_threshold(examples, predictions, chosen)
     metrics = evaluate_predictions(examples, {k: p.as_dict() for k, p in predictions.items()}, chosen, per_question)
-    metrics["support_threshold"] = tau
-    return metrics, predictions, tau
+    return {**metrics, **tuned}, predictions, tuned
+
+
+def saved_postprocessing(saved: dict[str, Any]) -> dict[str, Any]:
+    """``postprocess`` settings a model directory was saved with: answer length, support threshold τ and sentence
+    weight w (0 for models saved before w existed: their top-scoring span)."""
+    return {"max_answer_length": saved.get("max_answer_length", 100),
+            "support_threshold": saved.get("support_threshold", 0.5),
+            "sentence_weight": saved.get("sentence_weight", 0.0)}
 
 
 def predict_saved_model(path: Path, examples: list[Example], *, batch_size: int = 16, device: str = "auto",
                         settings: dict[str, Any] | None = None, progress: bool = False
-                        ) -> tuple[dict[str, dict[str, Any]], float]:
-    """(predictions by question id, τ) of a saved model directory on ``examples``, with its saved windows, answer
-    length and support threshold τ (``settings`` override the model family's saved settings, see ``load_model``).
-    The examples need no answers."""
+                        ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """(predictions by question id, post-processing) of a saved model directory on ``examples``, with its saved
+    windows and ``saved_postprocessing`` (``settings`` override the model family's saved settings, see
+    ``load_model``). The examples need no answers."""
     model, tokenizer, saved = load_model(path, settings)
     torch_device = resolve_device(device)
     model.to(torch_device)
     features = prepare_features(examples, tokenizer, FeatureConfig.model_validate(saved.get("features", {})))
     model.attach_inputs(features, examples, tokenizer)
-    tau = saved.get("support_threshold", 0.5)
+    chosen = saved_postprocessing(saved)
     outputs = predict_features(model, features, tokenizer.pad_token_id, batch_size, torch_device, progress)
-    predictions = postprocess(examples, features, outputs, category_names=model.config.categories,
-                              max_answer_length=saved.get("max_answer_length", 100), support_threshold=tau)
-    return {k: p.as_dict() for k, p in predictions.items()}, tau
+    predictions = postprocess(examples, features, outputs, category_names=model.config.categories, **chosen)
+    return {k: p.as_dict() for k, p in predictions.items()}, chosen
 
 
 def evaluate_saved_model(path: Path, examples: list[Example], *, metric: MetricChoice = "auto",
                          batch_size: int = 16, device: str = "auto", per_question: bool = False,
                          settings: dict[str, Any] | None = None
                          ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """(metrics, predictions) of a saved model directory on ``examples`` (``predict_saved_model``)."""
-    predictions, tau = predict_saved_model(path, examples, batch_size=batch_size, device=device, settings=settings)
+    """(metrics, predictions) of a saved model directory on ``examples`` (``predict_saved_model``); the metrics
+    carry the saved τ and w."""
+    predictions, chosen = predict_saved_model(path, examples, batch_size=batch_size, device=device,
+                                              settings=settings)
     metrics = evaluate_predictions(examples, predictions, dataset_metric(examples, metric), per_question)
-    metrics["support_threshold"] = tau
-    return metrics, predictions
+    return {**metrics, "support_threshold": chosen["support_threshold"],
+            "sentence_weight": chosen["sentence_weight"]}, predictions

@@ -4,12 +4,16 @@ Answer: over all windows of an example, the n-best start/end token pairs (end �
 at most ``max_answer_length`` characters) scored by start_logit + end_logit; the best one's characters.
 Support: p̄_s = mean support probability of the passage tokens of sentence s (over every window that sees
 them). Predicted support = the sentences holding the answer ∪ {s : p̄_s ≥ τ}; τ is tuned on validation.
+Rescoring: with sentence weight w > 0 the answer is instead the n-best candidate c maximising
+score(c) + w·log max(p̄_s(c), 10⁻⁶), s(c) the sentence of c's first character: the support head votes on where
+the answer lies. w is tuned on validation (answer F1) before τ; w = 0 keeps the top-scoring span.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -17,6 +21,8 @@ import numpy as np
 from mrc.data import Example, sentence_of, sentence_spans
 from mrc.features import Feature
 from mrc.metrics import Metric, em_f1, support_text
+
+SENTENCE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 
 
 @dataclass
@@ -50,9 +56,9 @@ class WindowOutputs:
 
 def postprocess(examples: Sequence[Example], features: Sequence[Feature], outputs: WindowOutputs, *,
                 category_names: Sequence[str] = (), n_best: int = 20, max_answer_length: int = 100,
-                support_threshold: float = 0.5) -> dict[str, Prediction]:
+                support_threshold: float = 0.5, sentence_weight: float = 0.0) -> dict[str, Prediction]:
     """Predictions keyed by question id (every example gets one, possibly empty). Categories come from the
-    window of the chosen answer (the mean over the example's windows when there is no answer)."""
+    window of the top-scoring span (the mean over the example's windows when there is no answer)."""
     by_example: dict[int, list[int]] = defaultdict(list)
     for i, f in enumerate(features):
         by_example[f.example_index].append(i)
@@ -98,9 +104,37 @@ def postprocess(examples: Sequence[Example], features: Sequence[Feature], output
             probs = (outputs.categories[window] if window is not None
                      else np.mean([outputs.categories[i] for i in by_example[ex_index]], axis=0))
             pred.categories = {c: round(float(p), 4) for c, p in zip(category_names, probs)}
+        rescore_answer(pred, ex.context, sentence_weight)
         select_support(pred, ex.context, support_threshold)
         out[ex.id] = pred
     return out
+
+
+def rescore_answer(pred: Prediction, context: str, weight: float) -> None:
+    """Set the answer of ``pred`` to its n-best candidate maximising score + w·log max(p̄_s, 10⁻⁶) (the first
+    such candidate: with w = 0 the top-scoring one). Support sentences are left to ``select_support``."""
+    if not pred.nbest:
+        return
+    spans = sentence_spans(context)
+
+    def rescored(candidate: dict[str, object]) -> float:
+        s = sentence_of(spans, int(candidate["start"]))
+        p = pred.sentence_probs[s] if s < len(pred.sentence_probs) else 1.0
+        return float(candidate["score"]) + weight * math.log(max(p, 1e-6))
+
+    best = max(pred.nbest, key=rescored)
+    pred.answer, pred.score = str(best["text"]), float(best["score"])
+    pred.start, pred.end = int(best["start"]), int(best["end"])
+    pred.answer_sentences = sorted({sentence_of(spans, pred.start), sentence_of(spans, pred.end - 1)})
+
+
+def tune_sentence_weight(examples: Sequence[Example], predictions: dict[str, Prediction], metric: Metric,
+                         grid: Sequence[float] = SENTENCE_WEIGHTS) -> float:
+    """w maximising mean answer F1 (``metric``) on the answerable ``examples`` (ties: the smaller w);
+    predictions take it (answers and answer sentences; call ``select_support`` or τ tuning after)."""
+    return _choose(examples, predictions, sorted(grid), [ex for ex in examples if ex.gold_texts],
+                   lambda pred, ex, w: rescore_answer(pred, ex.context, w),
+                   lambda pred, ex: em_f1(pred.answer, ex.gold_texts, metric)[1], default=0.0)
 
 
 def select_support(pred: Prediction, context: str, threshold: float) -> None:
@@ -113,18 +147,27 @@ def select_support(pred: Prediction, context: str, threshold: float) -> None:
 def tune_support_threshold(examples: Sequence[Example], predictions: dict[str, Prediction], metric: Metric,
                            grid: Sequence[float] = tuple(np.round(np.arange(0.1, 1.01, 0.05), 2))) -> float:
     """τ maximising mean support F1 (``metric``) on ``examples`` (ties: the higher τ); predictions take it."""
-    labelled = [ex for ex in examples if ex.support is not None and ex.id in predictions]
-    if not labelled:
-        return 0.5
-    best_tau, best_f1 = 1.0, -1.0
-    for tau in sorted(grid, reverse=True):
-        f1 = 0.0
-        for ex in labelled:
-            select_support(predictions[ex.id], ex.context, tau)
-            f1 += em_f1(predictions[ex.id].support, [support_text(ex.context, ex.support)], metric)[1]
-        if f1 > best_f1 + 1e-9:
-            best_tau, best_f1 = float(tau), f1
+    return _choose(examples, predictions, sorted(grid, reverse=True),
+                   [ex for ex in examples if ex.support is not None],
+                   lambda pred, ex, tau: select_support(pred, ex.context, tau),
+                   lambda pred, ex: em_f1(pred.support, [support_text(ex.context, ex.support)], metric)[1],
+                   default=0.5)
+
+
+def _choose(examples: Sequence[Example], predictions: dict[str, Prediction], grid: Sequence[float],
+            scored: Sequence[Example], apply: Callable[[Prediction, Example, float], None],
+            figure: Callable[[Prediction, Example], float], default: float) -> float:
+    """The first value of ``grid`` maximising the sum of ``figure`` over the ``scored`` examples that have
+    predictions, once ``apply`` set it (``default`` when none do); every prediction of ``examples`` takes it."""
+    scored = [ex for ex in scored if ex.id in predictions]
+    best, best_total = default, -1.0
+    for value in grid if scored else ():
+        for ex in scored:
+            apply(predictions[ex.id], ex, value)
+        total = sum(figure(predictions[ex.id], ex) for ex in scored)
+        if total > best_total + 1e-9:
+            best, best_total = float(value), total
     for ex in examples:
         if ex.id in predictions:
-            select_support(predictions[ex.id], ex.context, best_tau)
-    return best_tau
+            apply(predictions[ex.id], ex, best)
+    return best

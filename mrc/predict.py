@@ -12,7 +12,7 @@ from mrc.data import Example, sentence_spans
 from mrc.features import FeatureConfig, prepare_features
 from mrc.model import BaselineMRC
 from mrc.postprocess import postprocess
-from mrc.inference import predict_features
+from mrc.inference import predict_features, saved_postprocessing
 
 
 def predict_one(model: BaselineMRC, tokenizer: Any, saved: dict[str, Any], question: str, passage: str,
@@ -24,8 +24,7 @@ def predict_one(model: BaselineMRC, tokenizer: Any, saved: dict[str, Any], quest
     outputs = predict_features(model, features, tokenizer.pad_token_id, 8, device, progress=len(features) > 16)
     starts, ends = outputs.starts, outputs.ends
     pred = postprocess([example], features, outputs, category_names=model.config.categories,
-                       max_answer_length=saved.get("max_answer_length", 100),
-                       support_threshold=saved.get("support_threshold", 0.5))["q"]
+                       **saved_postprocessing(saved))["q"]
     best = max(range(len(features)), key=lambda i: float(starts[i].max() + ends[i].max()))
     feat = features[best]
     tokens = tokenizer.convert_ids_to_tokens(feat.input_ids)

@@ -6,9 +6,9 @@ answerless windows kept, λ = 0.25, windows of 384 tokens with stride 128, fp32.
 stage's questions with the medical ones instead (``mix_schedule``).
 Data: the training files are split by passage (never by question) into train, validation and, for
 cross-validation, a test fold (``SplitConfig``); the parts are written to OUT as SQuAD-layout JSON. Each epoch:
-train, evaluate on validation, tune the support threshold τ there, keep the best model (``OUT/best``) by answer
-F1. The test part (a fold, or a separate ``test`` file) chose nothing: it is scored once, at the end, with the chosen
-model and τ (``OUT/test_metrics.json``, per question in ``OUT/test_scores.json``). ``OUT/checkpoint`` allows
+train, evaluate on validation, tune the post-processing there (the sentence weight w of the answer's rescoring,
+then the support threshold τ: ``mrc.postprocess``), keep the best model (``OUT/best``) by answer F1. The test part
+(a fold, or a separate ``test`` file) chose nothing: it is scored once, at the end, with the chosen model, w and τ (``OUT/test_metrics.json``, per question in ``OUT/test_scores.json``). ``OUT/checkpoint`` allows
 resuming.
 """
 
@@ -44,6 +44,7 @@ from mrc.features import FeatureConfig, prepare_features
 from mrc.inference import autocast, collate, evaluate_model, evaluate_saved_model
 from mrc.metrics import MetricChoice
 from mrc.model import BaselineMRC, ModelConfig, build_model, load_model, save_model
+from mrc.postprocess import SENTENCE_WEIGHTS
 from mrc.registry import model_class
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,13 @@ class TrainConfig(BaseModel):
     negative_windows: float = Field(0.3, ge=0, le=1, description="share of answerless windows kept for training")
     max_answer_length: int = Field(100, ge=1, description="characters")
     n_best: int = 20
-    support_threshold: float = 0.5
+    support_threshold: float = Field(0.5, ge=0, le=1, description="τ of a run without validation (tuned on "
+                                                                 "validation otherwise)")
+    sentence_weights: list[float] = Field(
+        default_factory=lambda: list(SENTENCE_WEIGHTS), min_length=1,
+        description="grid of the sentence weight w (answer = n-best candidate maximising score + w·log p̄ of its "
+                    "sentence), chosen on validation before τ; [0] keeps the top-scoring span; a run without "
+                    "validation takes the first value")
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
     device: str = "auto"
@@ -358,7 +365,8 @@ def stage_settings(config: TrainConfig) -> tuple[TrainConfig, str]:
         "train": list(stage.data), "validation": None,
         "epochs": stage.epochs, "seed": stage.seed, "intermediate": IntermediateConfig(epochs=0),
         "model": STAGE_MODEL, "split": SplitConfig(validation_share=0.0),
-        "max_train_examples": None, "categories": None, "selection": "f1", "pvi": None, "knowledge_lr": None})
+        "max_train_examples": None, "categories": None, "selection": "f1", "pvi": None, "knowledge_lr": None,
+        "sentence_weights": [0.0]})  # no validation: nothing to tune
     stage_id = fingerprint(stage_config, _RUN_ONLY - {"epochs"})
     # one directory per stage setting: runs whose stages differ (e.g. in lr) never overwrite each other's model
     out = (stage.cache or config.out / "intermediate") / hashlib.sha256(stage_id.encode()).hexdigest()[:12]
@@ -539,7 +547,9 @@ def train_mrc(config: TrainConfig) -> TrainResult:
         log.info("stopped after epoch %d of %d; run again to resume", last_epoch, config.epochs)
         return TrainResult(best_metrics=best or {}, history=history, out=out)
     if ctx.main and not held_out:
-        save_best(model, tokenizer, config, config.support_threshold, {"epoch": last_epoch, "validation": None})
+        save_best(model, tokenizer, config, {"support_threshold": config.support_threshold,
+                                             "sentence_weight": config.sentence_weights[0]},
+                  {"epoch": last_epoch, "validation": None})
     test_metrics = score_test(config, split.test) if split.test and ctx.main else None
     ctx.barrier()
     return TrainResult(best_metrics=best or {}, history=history, out=out, test_metrics=test_metrics)
@@ -581,33 +591,37 @@ def _optimizer(model: BaselineMRC, config: TrainConfig) -> torch.optim.Optimizer
 def _end_of_epoch(model: BaselineMRC, tokenizer: Any, config: TrainConfig, held_out: list[Example],
                   held_features: list[Any], record: dict[str, Any], best: dict[str, Any] | None
                   ) -> dict[str, Any] | None:
-    """Evaluate on validation, tune τ there, and keep the model when its ``config.selection`` figure is the best
-    so far."""
+    """Evaluate on validation, tune w and τ there, and keep the model when its ``config.selection`` figure is the
+    best so far."""
     if not held_out:
         return best
-    metrics, predictions, tau = evaluate_model(
+    metrics, predictions, tuned = evaluate_model(
         model, tokenizer, held_out, held_features, device=next(model.parameters()).device,
         batch_size=config.eval_batch_size, precision=config.precision, n_best=config.n_best,
-        max_answer_length=config.max_answer_length, metric=config.metric, progress=config.progress)
+        max_answer_length=config.max_answer_length, metric=config.metric,
+        sentence_weights=config.sentence_weights, progress=config.progress)
     record["validation"] = metrics
-    log.info("epoch %d: EM %.2f F1 %.2f support EM %.2f F1 %.2f (τ=%.2f)", record["epoch"],
+    log.info("epoch %d: EM %.2f F1 %.2f support EM %.2f F1 %.2f (w=%g, τ=%.2f)", record["epoch"],
              metrics["overall"].get("em", 0), metrics["overall"].get("f1", 0),
-             metrics["overall"].get("support_em", 0), metrics["overall"].get("support_f1", 0), tau)
+             metrics["overall"].get("support_em", 0), metrics["overall"].get("support_f1", 0),
+             tuned["sentence_weight"], tuned["support_threshold"])
     if best is not None and selection_score(metrics, config) <= selection_score(best, config):
         return best
-    save_best(model, tokenizer, config, tau, {"epoch": record["epoch"], "validation": metrics["overall"]})
+    save_best(model, tokenizer, config, tuned, {"epoch": record["epoch"], "validation": metrics["overall"]})
     atomic_write_text(config.out / "predictions.json", json.dumps(
         {k: p.as_dict() for k, p in predictions.items()}, ensure_ascii=False, indent=1))
     return metrics
 
 
-def save_best(model: BaselineMRC, tokenizer: Any, config: TrainConfig, tau: float, trained: dict[str, Any]) -> None:
-    """``OUT/best``: the model with what inference reads (τ, windows, answer length) and how it was trained
+def save_best(model: BaselineMRC, tokenizer: Any, config: TrainConfig, tuned: dict[str, float],
+              trained: dict[str, Any]) -> None:
+    """``OUT/best``: the model with what inference reads (``tuned``: τ and w; windows, answer length) and how it
+    was trained
     (``trained``: the epoch kept and its validation figures, plus the whole TrainConfig and the kgmrc version), so a
     copied model directory still says where it came from."""
     provenance = {**trained, "train_config": json.loads(config.model_dump_json()), "kgmrc": version("kgmrc")}
     save_model(model, tokenizer, config.out / "best", {
-        "support_threshold": tau, "features": json.loads(config.features.model_dump_json()),
+        **tuned, "features": json.loads(config.features.model_dump_json()),
         "max_answer_length": config.max_answer_length, "trained": provenance})
 
 
@@ -629,7 +643,7 @@ def _figure(metrics: dict[str, Any], name: str) -> float:
 
 
 def score_test(config: TrainConfig, test: list[Example]) -> dict[str, Any]:
-    """Score ``OUT/best`` (chosen on validation, with its τ) once on the test part; per-question scores too."""
+    """Score ``OUT/best`` (chosen on validation, with its τ and w) once on the test part; per-question scores too."""
     metrics, predictions = evaluate_saved_model(config.out / "best", test, metric=config.metric,
                                                 batch_size=config.eval_batch_size, device=config.device,
                                                 per_question=True)

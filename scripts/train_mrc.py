@@ -44,7 +44,7 @@ FLAGS = {
     "question_boundary": "model.question_boundary", "boundary_radius": "model.boundary_radius",
     "boundary_dropout": "model.boundary_dropout", "device": "device",
     "precision": "precision", "resume": "resume", "progress": "progress", "selection": "selection",
-    "pvi": "pvi", "pvi_threshold": "pvi_threshold", "test": "test",
+    "pvi": "pvi", "pvi_threshold": "pvi_threshold", "test": "test", "sentence_weights": "sentence_weights",
 }
 CATEGORY_FLAGS = {"categories": "categories", "category_weight": "model.category_weight",
                   "category_pooling": "model.category_pooling", "category_hidden": "model.category_hidden",

@@ -293,20 +293,24 @@ def test_changing_a_default_never_relabels_recorded_runs() -> None:
         new_setting: int = 3
 
     frozen = {"support_weight": 0.5}  # the frozen recipe's λ (today's default is 0.25)
-    assert fingerprint(Later(epochs=4, model=frozen)) == "{}"  # a run of the frozen 4-epoch recipe keeps its identity
-    # the recipe changed twice already (4 → 8 epochs, λ 0.5 → 0.25)
-    assert fingerprint(TrainConfig()) == '{"model":{"support_weight":0.25},"epochs":8}'
-    assert fingerprint(Later(model=frozen)) == '{"epochs":6}'  # the new default is a different run
-    assert fingerprint(Later(epochs=4, model=frozen, new_setting=5)) == '{"new_setting":5}'  # counts when set
-    changed = json.loads(fingerprint(TrainConfig(lr=5e-5, model=frozen, features={"max_seq_length": 512})))
+    assert fingerprint(Later(epochs=4, model=frozen, sentence_weights=[0.0])) == "{}"  # the frozen recipe's run
+    # the recipe changed three times already (4 → 8 epochs, λ 0.5 → 0.25, the sentence weight w tuned)
+    assert json.loads(fingerprint(TrainConfig())) == {"model": {"support_weight": 0.25}, "epochs": 8,
+                                                      "sentence_weights": [0, 0.5, 1, 2, 3, 4, 6, 8, 12, 16]}
+    assert fingerprint(TrainConfig(epochs=4, model=frozen, sentence_weights=[0.0])) == "{}"
+    assert json.loads(fingerprint(Later(model=frozen, sentence_weights=[0.0]))) == {"epochs": 6}  # a new run
+    assert json.loads(fingerprint(Later(epochs=4, model=frozen, new_setting=5, sentence_weights=[0.0]))) == {
+        "new_setting": 5}  # counts when set
+    changed = json.loads(fingerprint(TrainConfig(lr=5e-5, model=frozen, features={"max_seq_length": 512},
+                                                 sentence_weights=[0.0])))
     assert changed == {"epochs": 8, "features": {"max_seq_length": 512}, "lr": 5e-5}  # nested: only what differs
     # the category head's rate and weight changed once (head_lr → 1e-3, λ_C 1 → 4): they count for runs with the
     # head, and only for them
-    assert fingerprint(TrainConfig(epochs=4, model=frozen)) == "{}"
-    former = TrainConfig(epochs=4, categories="c.json", category_lr=None,
+    former = TrainConfig(epochs=4, categories="c.json", category_lr=None, sentence_weights=[0.0],
                          model={"category_weight": 1.0, **frozen})
     assert fingerprint(former) == '{"categories":"c.json"}'
-    assert json.loads(fingerprint(TrainConfig(epochs=4, categories="c.json", model=frozen))) == {
+    assert json.loads(fingerprint(TrainConfig(epochs=4, categories="c.json", model=frozen,
+                                              sentence_weights=[0.0]))) == {
         "categories": "c.json", "category_lr": 1e-3, "model": {"category_weight": 4.0}}
 
 

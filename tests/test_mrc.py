@@ -238,7 +238,7 @@ def test_mixing_the_intermediate_stage_trains_its_steps_inside_the_medical_epoch
 def test_tiny_model_overfits_and_resumes(tiny_encoder: Path, tmp_path: Path) -> None:
     config = TrainConfig(encoder=str(tiny_encoder), train=[SAMPLE], validation=SAMPLE, out=tmp_path / "run",
                          epochs=12, batch_size=4, lr=3e-3, warmup_ratio=0.0, progress=False, seed=3,
-                         intermediate={"epochs": 0}, negative_windows=1.0,
+                         intermediate={"epochs": 0}, negative_windows=1.0, sentence_weights=[2.0],
                          features=FeatureConfig(max_seq_length=160, doc_stride=64))
     result = train_mrc(config)
     losses = [h["train_loss"] for h in result.history]
@@ -248,7 +248,9 @@ def test_tiny_model_overfits_and_resumes(tiny_encoder: Path, tmp_path: Path) -> 
     best = tmp_path / "run" / "best"
     assert {p.name for p in best.iterdir()} >= {"config.json", "kgmrc_config.json", "model.safetensors",
                                                "tokenizer.json"}
-    trained = json.loads((best / "kgmrc_config.json").read_text(encoding="utf-8"))["trained"]  # where it came from
+    saved = json.loads((best / "kgmrc_config.json").read_text(encoding="utf-8"))
+    assert saved["sentence_weight"] == result.best_metrics["sentence_weight"] == 2.0  # inference rescores the same
+    trained = saved["trained"]  # where it came from
     assert trained["validation"] == result.best_metrics["overall"] and trained["train_config"]["seed"] == 3
     assert result.history[trained["epoch"] - 1]["validation"]["overall"] == trained["validation"]
     resumed = train_mrc(config.model_copy(update={"epochs": 13}))
@@ -262,6 +264,7 @@ def test_tiny_model_overfits_and_resumes(tiny_encoder: Path, tmp_path: Path) -> 
                                         capture_output=True, text=True, check=True).stdout)
     assert read_dataset(SAMPLE)[0].question in (tmp_path / "report.html").read_text(encoding="utf-8")
     assert by_model["overall"]["em"] == by_file["overall"]["em"] == result.best_metrics["overall"]["em"]
+    assert by_model["sentence_weight"] == 2.0 and by_model["overall"] == result.best_metrics["overall"]
     assert by_model["errors"] == by_file["errors"] and by_model["errors"]["nbest_questions"] == 13  # offsets, n-best
     assert by_model["errors"]["kinds"]["exact"]["share"] == pytest.approx(by_model["overall"]["em"], abs=0.01)
     # Every question of a file without answers, in batches: the same predictions as the model's evaluation.

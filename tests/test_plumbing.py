@@ -13,7 +13,7 @@ from kgutil.cli import ConfigError, add_common_args, add_field_args, build_confi
 from mrc.data import Example, sentence_spans
 from mrc.features import Feature
 from mrc.inference import InferenceConfig
-from mrc.postprocess import WindowOutputs, postprocess, tune_support_threshold
+from mrc.postprocess import WindowOutputs, postprocess, tune_sentence_weight, tune_support_threshold
 from mrc.train import TrainConfig
 
 
@@ -104,3 +104,36 @@ def test_postprocess_best_span_support_and_threshold() -> None:
     assert tau > 0.9 and preds["q"].support_sentences == [1] and preds["q"].support == context[spans[1][0]:spans[1][1]]
     max_len = postprocess([example], [feature], WindowOutputs([start], [end], [support]), max_answer_length=1)["q"]
     assert len(max_len.answer) <= 1
+
+
+def test_sentence_weight_moves_the_answer_to_the_sentence_the_support_head_believes() -> None:
+    context = "糖尿病会多饮。常见多尿！也会消瘦。"
+    spans = sentence_spans(context)
+    feature = _feature(context)
+    n = len(feature.offsets)
+    start, end = np.full(n, -5.0), np.full(n, -5.0)
+    start[1 + 4], end[1 + 5] = 4.0, 4.0    # "多饮" (sentence 0): top span score 8
+    start[1 + 9], end[1 + 10] = 3.0, 3.0   # "多尿" (sentence 1): score 6
+    support = np.zeros(n)
+    for s, (a, b) in enumerate(spans):
+        support[1 + a:1 + b] = (0.1, 0.9, 0.2)[s]
+    outputs = WindowOutputs([start], [end], [support])
+    example = Example(id="q", question="常见症状？", context=context, passage_id="p",
+                      answers=[{"text": "多尿", "start": 9}], gold_texts=["多尿"], support=[1])
+
+    def answer(w: float) -> tuple[str, list[int], list[int]]:
+        pred = postprocess([example], [feature], outputs, n_best=5, max_answer_length=10, support_threshold=0.95,
+                           sentence_weight=w)["q"]
+        return pred.answer, pred.answer_sentences, pred.support_sentences
+
+    # 8 + w·log 0.1 against 6 + w·log 0.9: the sentence wins once w > 2 / log 9 ≈ 0.91
+    assert answer(0.0) == ("多饮", [0], [0]) and answer(0.5) == ("多饮", [0], [0])
+    assert answer(1.0) == ("多尿", [1], [1])  # the support sentences follow the answer
+    preds = postprocess([example], [feature], outputs, n_best=5, max_answer_length=10)
+    assert tune_sentence_weight([example], preds, "cmrc", grid=(4.0, 0.5, 0.0, 1.0)) == 1.0  # smallest that wins
+    assert preds["q"].answer == "多尿" and preds["q"].score == pytest.approx(6.0)
+    wrong = example.model_copy(update={"gold_texts": ["多饮"], "answers": [{"text": "多饮", "start": 4}]})
+    preds = postprocess([wrong], [feature], outputs, n_best=5, max_answer_length=10, sentence_weight=4.0)
+    assert tune_sentence_weight([wrong], preds, "cmrc") == 0.0 and preds["q"].answer == "多饮"
+    unanswerable = example.model_copy(update={"gold_texts": [], "answers": []})
+    assert tune_sentence_weight([unanswerable], preds, "cmrc") == 0.0  # nothing to tune on: the top span
