@@ -19,7 +19,7 @@ from kgutil.device import resolve_device
 from mrc.data import Example
 from mrc.features import IGNORE, Feature, FeatureConfig, prepare_features
 from mrc.metrics import MetricChoice, dataset_metric, evaluate_predictions
-from mrc.model import BaselineMRC, load_model
+from mrc.model import BaselineMRC, load_model, update_model_json
 from mrc.postprocess import (SENTENCE_WEIGHTS, Prediction, WindowOutputs, postprocess, tune_sentence_weight,
                              tune_support_threshold)
 
@@ -114,6 +114,14 @@ class InferenceConfig(BaseModel):
         return settings or None
 
 
+class TuneConfig(InferenceConfig):
+    """Settings of ``tune_postprocessing.py``."""
+
+    sentence_weights: list[float] = Field(default_factory=lambda: list(SENTENCE_WEIGHTS), min_length=1,
+                                          description="grid of the sentence weight w, as in training")
+    write: bool = Field(True, description="save the tuned w and τ in the model directory")
+
+
 def evaluate_model(model: BaselineMRC, tokenizer: Any, examples: list[Example], features: list[Feature], *,
                    device: torch.device, batch_size: int = 16, precision: str = "fp32", n_best: int = 20,
                    max_answer_length: int = 100, metric: MetricChoice = "auto",
@@ -139,21 +147,47 @@ def saved_postprocessing(saved: dict[str, Any]) -> dict[str, Any]:
             "sentence_weight": saved.get("sentence_weight", 0.0)}
 
 
+def _prepared(path: Path, examples: list[Example], settings: dict[str, Any] | None, device: str
+              ) -> tuple[BaselineMRC, Any, dict[str, Any], list[Feature], torch.device]:
+    """(model on its device, tokenizer, saved settings, windows of ``examples``, device) of a model directory."""
+    model, tokenizer, saved = load_model(path, settings)
+    torch_device = resolve_device(device)
+    model.to(torch_device)
+    features = prepare_features(examples, tokenizer, FeatureConfig.model_validate(saved.get("features", {})))
+    model.attach_inputs(features, examples, tokenizer)
+    return model, tokenizer, saved, features, torch_device
+
+
 def predict_saved_model(path: Path, examples: list[Example], *, batch_size: int = 16, device: str = "auto",
                         settings: dict[str, Any] | None = None, progress: bool = False
                         ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """(predictions by question id, post-processing) of a saved model directory on ``examples``, with its saved
     windows and ``saved_postprocessing`` (``settings`` override the model family's saved settings, see
     ``load_model``). The examples need no answers."""
-    model, tokenizer, saved = load_model(path, settings)
-    torch_device = resolve_device(device)
-    model.to(torch_device)
-    features = prepare_features(examples, tokenizer, FeatureConfig.model_validate(saved.get("features", {})))
-    model.attach_inputs(features, examples, tokenizer)
+    model, tokenizer, saved, features, torch_device = _prepared(path, examples, settings, device)
     chosen = saved_postprocessing(saved)
     outputs = predict_features(model, features, tokenizer.pad_token_id, batch_size, torch_device, progress)
     predictions = postprocess(examples, features, outputs, category_names=model.config.categories, **chosen)
     return {k: p.as_dict() for k, p in predictions.items()}, chosen
+
+
+def tune_saved_model(path: Path, examples: list[Example], *, sentence_weights: Sequence[float] = SENTENCE_WEIGHTS,
+                     metric: MetricChoice = "auto", batch_size: int = 16, device: str = "auto",
+                     settings: dict[str, Any] | None = None, write: bool = True, source: str = "",
+                     progress: bool = False) -> dict[str, Any]:
+    """Tune a saved model's post-processing (w from ``sentence_weights``, then τ) on the labelled ``examples``
+    as training does on validation, and with ``write`` save them in its kgmrc_config.json, appending the former
+    values, ``source`` and the figures to its ``retuned`` list. Returns that record."""
+    model, tokenizer, saved, features, torch_device = _prepared(path, examples, settings, device)
+    former = saved_postprocessing(saved)
+    metrics, _, tuned = evaluate_model(model, tokenizer, examples, features, device=torch_device,
+                                       batch_size=batch_size, max_answer_length=former["max_answer_length"],
+                                       metric=metric, sentence_weights=sentence_weights, progress=progress)
+    record = {"data": source, "questions": len(examples), "grid": [float(w) for w in sentence_weights],
+              "former": {k: former[k] for k in tuned}, "tuned": tuned, "figures": metrics["overall"]}
+    if write:
+        update_model_json(path, {**tuned, "retuned": [*saved.get("retuned", []), record]})
+    return record
 
 
 def evaluate_saved_model(path: Path, examples: list[Example], *, metric: MetricChoice = "auto",

@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from kgutil.io import atomic_path
+from kgutil.io import atomic_path, atomic_write_text
 from mrc.boundary import BoundaryHead, question_anchor
 from mrc.registry import model_class
 
@@ -251,6 +251,13 @@ def read_model_json(path: Path) -> dict[str, Any]:
     if not file.is_file():
         raise FileNotFoundError(f"{path}: not a kgmrc model directory (no {KGMRC_CONFIG})")
     return json.loads(file.read_text(encoding="utf-8"))
+
+
+def update_model_json(path: Path, updates: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``updates`` into a model directory's kgmrc_config.json (atomically); the new contents."""
+    payload = {**read_model_json(path), **updates}
+    atomic_write_text(Path(path) / KGMRC_CONFIG, json.dumps(payload, ensure_ascii=False, indent=2))
+    return payload
 
 
 def load_model(path: Path, settings: dict[str, Any] | None = None) -> tuple[BaselineMRC, Any, dict[str, Any]]:

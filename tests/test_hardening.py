@@ -196,6 +196,19 @@ def test_predict_cli_rejects_bad_data_and_models_cleanly(tmp_path: Path) -> None
     assert not Path(out).exists()
 
 
+def test_tune_postprocessing_cli_rejects_unlabelled_data_and_non_models_cleanly(tmp_path: Path) -> None:
+    unlabelled = json.loads(SAMPLE_MRC.read_text(encoding="utf-8"))
+    for qa in (qa for d in unlabelled["data"] for para in d["paragraphs"] for qa in para["qas"]):
+        qa["answers"] = []
+    (tmp_path / "q.json").write_text(json.dumps(unlabelled, ensure_ascii=False), encoding="utf-8")
+    clean_failure(run("tune_postprocessing.py", "--model", str(tmp_path), "--data", str(tmp_path / "q.json")),
+                  "no question has an answer to tune on")
+    clean_failure(run("tune_postprocessing.py", "--model", str(tmp_path), "--data", str(SAMPLE_MRC)),
+                  "not a kgmrc model directory")
+    clean_failure(run("tune_postprocessing.py", "--model", str(tmp_path), "--data", str(SAMPLE_MRC),
+                      "--sentence-weights"), "expected at least one argument")
+
+
 def test_evaluate_cli_rejects_bad_predictions_and_data_cleanly(tmp_path: Path) -> None:
     preds = tmp_path / "p.json"
     for value, words in (({"x": 12}, "question x: answer is int"), ({"x": [1]}, "question x: answer is list")):

@@ -265,6 +265,21 @@ def test_tiny_model_overfits_and_resumes(tiny_encoder: Path, tmp_path: Path) -> 
     assert read_dataset(SAMPLE)[0].question in (tmp_path / "report.html").read_text(encoding="utf-8")
     assert by_model["overall"]["em"] == by_file["overall"]["em"] == result.best_metrics["overall"]["em"]
     assert by_model["sentence_weight"] == 2.0 and by_model["overall"] == result.best_metrics["overall"]
+    # Tune the saved model's post-processing again, as training does: print only, then write.
+    tune = [sys.executable, str(ROOT / "scripts" / "tune_postprocessing.py"), "--model", str(best), "--data",
+            str(SAMPLE), "--sentence-weights", "0", "2", "--log-level", "WARNING"]
+    printed = json.loads(subprocess.run(tune + ["--no-write"], capture_output=True, text=True, check=True).stdout)
+    assert printed["former"]["sentence_weight"] == 2.0 and printed["tuned"]["sentence_weight"] in (0.0, 2.0)
+    assert json.loads((best / "kgmrc_config.json").read_text(encoding="utf-8")) == saved  # --no-write wrote nothing
+    written = json.loads(subprocess.run(tune, capture_output=True, text=True, check=True).stdout)
+    assert written == printed
+    retuned = json.loads((best / "kgmrc_config.json").read_text(encoding="utf-8"))
+    assert retuned["retuned"] == [written] and retuned["sentence_weight"] == written["tuned"]["sentence_weight"]
+    rescored = json.loads(subprocess.run(run + ["--model", str(best)], capture_output=True, text=True,
+                                         check=True).stdout)
+    assert rescored["overall"] == written["figures"] and rescored["sentence_weight"] == retuned["sentence_weight"]
+    assert rescored["overall"]["f1"] >= by_model["overall"]["f1"]  # the grid holds the former w
+    (best / "kgmrc_config.json").write_text(json.dumps(saved, ensure_ascii=False), encoding="utf-8")
     assert by_model["errors"] == by_file["errors"] and by_model["errors"]["nbest_questions"] == 13  # offsets, n-best
     assert by_model["errors"]["kinds"]["exact"]["share"] == pytest.approx(by_model["overall"]["em"], abs=0.01)
     # Every question of a file without answers, in batches: the same predictions as the model's evaluation.
