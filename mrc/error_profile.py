@@ -60,7 +60,8 @@ def error_profile(examples: Sequence[Example], predictions: Mapping[str, Mapping
     """Counts and shares (×100) of each kind over the answerable questions with an aligned gold answer (a missing
     prediction counts as ``no_answer``); median lengths in characters over the answered ones (``predicted``; ``gold``,
     the shortest gold answer); and, over the questions whose prediction carries ``nbest``, ``nbest_em_at``: k →
-    share (×100) with an exact answer among the first k candidates."""
+    share (×100) with an exact answer among the first k candidates (ranked by span score: with a sentence weight
+    w > 0 the answer itself may come from further down, so k = 1 can differ from ``exact``)."""
     kinds: Counter[str] = Counter()
     predicted_chars, gold_chars, hits = [], [], Counter()
     unlocated = with_nbest = deepest = 0
