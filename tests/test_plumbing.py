@@ -6,14 +6,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import math
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kgutil.cli import ConfigError, add_common_args, add_field_args, build_config
-from mrc.data import Example, sentence_spans
+from mrc.data import Example, sentence_of, sentence_spans
 from mrc.features import Feature
 from mrc.inference import InferenceConfig
-from mrc.postprocess import WindowOutputs, postprocess, tune_sentence_weight, tune_support_threshold
+from mrc.postprocess import (Prediction, WindowOutputs, postprocess, rescore_answer, tune_sentence_weight,
+                             tune_support_threshold)
 from mrc.train import TrainConfig
 
 
@@ -137,3 +142,37 @@ def test_sentence_weight_moves_the_answer_to_the_sentence_the_support_head_belie
     assert tune_sentence_weight([wrong], preds, "cmrc") == 0.0 and preds["q"].answer == "多饮"
     unanswerable = example.model_copy(update={"gold_texts": [], "answers": []})
     assert tune_sentence_weight([unanswerable], preds, "cmrc") == 0.0  # nothing to tune on: the top span
+
+
+@st.composite
+def _ranked_candidates(draw: st.DrawFn) -> tuple[str, Prediction]:
+    """A passage of 1–5 sentences, its sentence probabilities, and an n-best list sorted by span score."""
+    sentences = draw(st.lists(st.text("甲乙丙丁戊", min_size=1, max_size=8), min_size=1, max_size=5))
+    context = "".join(f"{t}。" for t in sentences)
+    probs = draw(st.lists(st.floats(0, 1), min_size=len(sentences), max_size=len(sentences)))
+    spans = draw(st.lists(st.tuples(st.integers(0, len(context) - 1), st.integers(1, 6)), min_size=1, max_size=8,
+                          unique=True))
+    scores = sorted(draw(st.lists(st.floats(-20, 20), min_size=len(spans), max_size=len(spans))), reverse=True)
+    nbest = [{"text": context[a:min(a + n, len(context))], "score": sc, "start": a, "end": min(a + n, len(context))}
+             for (a, n), sc in zip(spans, scores)]
+    return context, Prediction("", 0.0, 0, 0, probs, [], nbest=nbest)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_ranked_candidates(), st.sampled_from([0.0, 0.5, 3.0, 1e6]))
+def test_rescoring_picks_the_best_rescored_candidate(case: tuple[str, Prediction], w: float) -> None:
+    context, pred = case
+    spans = sentence_spans(context)
+
+    def rescored(c: dict) -> float:
+        return c["score"] + w * math.log(max(pred.sentence_probs[sentence_of(spans, c["start"])], 1e-6))
+
+    rescore_answer(pred, context, w)
+    chosen = next(c for c in pred.nbest if (c["start"], c["end"]) == (pred.start, pred.end))
+    assert pred.answer == chosen["text"] == context[pred.start:pred.end] and pred.score == chosen["score"]
+    assert all(rescored(chosen) >= rescored(c) for c in pred.nbest)
+    assert pred.answer_sentences == sorted({sentence_of(spans, pred.start), sentence_of(spans, pred.end - 1)})
+    if w == 0:
+        assert (pred.start, pred.end) == (pred.nbest[0]["start"], pred.nbest[0]["end"])  # the top span
+    rescore_answer(pred, context, 0.0)  # any w can be undone: the n-best keeps the span scores
+    assert (pred.start, pred.end) == (pred.nbest[0]["start"], pred.nbest[0]["end"])
