@@ -23,8 +23,8 @@ def predict_one(model: BaselineMRC, tokenizer: Any, saved: dict[str, Any], quest
     model.attach_inputs(features, [example], tokenizer)
     outputs = predict_features(model, features, tokenizer.pad_token_id, 8, device, progress=len(features) > 16)
     starts, ends = outputs.starts, outputs.ends
-    pred = postprocess([example], features, outputs, category_names=model.config.categories,
-                       **saved_postprocessing(saved))["q"]
+    chosen = saved_postprocessing(saved)
+    pred = postprocess([example], features, outputs, category_names=model.config.categories, **chosen)["q"]
     best = max(range(len(features)), key=lambda i: float(starts[i].max() + ends[i].max()))
     feat = features[best]
     tokens = tokenizer.convert_ids_to_tokens(feat.input_ids)
@@ -36,6 +36,7 @@ def predict_one(model: BaselineMRC, tokenizer: Any, saved: dict[str, Any], quest
         "end_probs": _softmax(ends[best]).round(5).tolist(),
         "offsets": feat.offsets,
         "windows": len(features),
+        "sentence_weight": chosen["sentence_weight"],
     }
     inside = [i for i, o in enumerate(feat.offsets) if o is not None and o[0] < pred.end and o[1] > pred.start]
     result["answer_tokens"] = f"{inside[0]}-{inside[-1]}" if inside else ""

@@ -76,10 +76,12 @@ def main(argv: list[str] | None = None) -> int:
         write_page(args.html, render_prediction(args.question, passage, result))
     if args.json:
         keys = ("answer", "score", "start", "end", "support", "support_sentences", "categories", "nbest", "entities",
-                "windows")
+                "windows", "sentence_weight")
         print(json.dumps({k: result[k] for k in keys}, ensure_ascii=False, indent=2))
         return 0
-    print(f"answer:  {result['answer']}  (score {result['score']:.3f})")
+    w = result["sentence_weight"]
+    rescored = f"; chosen among the {len(result['nbest'])} best by score + {w:g}·log p(sentence)" if w else ""
+    print(f"answer:  {result['answer']}  (score {result['score']:.3f}{rescored})")
     print(f"support: {result['support']}")
     if result["categories"]:
         ranked = sorted(result["categories"].items(), key=lambda kv: -kv[1])

@@ -300,7 +300,7 @@ def test_tiny_model_overfits_and_resumes(tiny_encoder: Path, tmp_path: Path) -> 
                          capture_output=True, text=True, check=True)
     answer = json.loads(out.stdout)
     assert answer["answer"] and answer["support"] and (tmp_path / "p.png").stat().st_size > 1000
-    assert answer["windows"] == 1
+    assert answer["windows"] == 1 and answer["sentence_weight"] == 2.0  # the saved w, applied
     page = (tmp_path / "p.html").read_text(encoding="utf-8")
     assert f'<span id="answer">{answer["answer"]}</span>' in page
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), "--model", str(best), "--question",
