@@ -8,8 +8,8 @@ per seed, the same folds and seeds for every variant, paired differences with 95
   python bench/mrc_cv.py --config configs/cv/fusion_cv.yaml --workers 15      # (seed, fold) groups in parallel (GPU)
 Prints a verdict per paired comparison and the comparison as a Markdown table (--table FILE.md keeps it).
 Writes bench/results/NAME.json (NAME = the config's file name; the reference variant's figures also as "test",
-every variant's also at the top level under its name) and NAME.runs.json (every run's per-question scores); a
-second invocation resumes from the latter. The figures are those of the runs the config describes now: runs
+every variant's also at the top level under its name) and NAME.runs.json (every run's per-question scores, the
+epoch it kept and the w and τ it chose); a second invocation resumes from the latter. The figures are those of the runs the config describes now: runs
 recorded under former settings or labels stay in NAME.runs.json and are named, not summarised.
 """
 

@@ -163,6 +163,7 @@ def run_cv(config: CVConfig, records_path: Path, train: Callable[[TrainConfig], 
             "config_hash": digest, "overall": test["overall"], "questions": test["questions"],
             "validation": _validation_figures(result.best_metrics),
             "epochs_chosen": chosen_epoch(result.history, run),
+            "postprocessing": {k: test[k] for k in ("sentence_weight", "support_threshold")},
             "train_seconds": round(sum(h["seconds"] for h in result.history), 1)})
         atomic_write_text(records_path, json.dumps(records, ensure_ascii=False))
     return records

@@ -214,6 +214,9 @@ def test_tiny_cross_validation_tests_every_question_once_and_resumes(tiny_encode
     assert len(list((tmp_path / "intermediate").glob("*/best/stage.json"))) == 2
     saved = json.loads((tmp_path / "runs/baseline/fold0_seed1/train_config.json").read_text())
     assert saved["split"]["fold"] == 0 and saved["seed"] == 1
+    best = json.loads((tmp_path / "runs/baseline/fold0_seed1/best/kgmrc_config.json").read_text())
+    assert records["baseline"]["0/1"]["postprocessing"] == {  # the w and τ the test fold was scored with
+        "sentence_weight": best["sentence_weight"], "support_threshold": best["support_threshold"]}
 
     def must_not_train(config):  # every run is recorded: a second invocation trains nothing
         raise AssertionError(f"retrained {config.out}")
