@@ -8,8 +8,8 @@ Data: the training files are split by passage (never by question) into train, va
 cross-validation, a test fold (``SplitConfig``); the parts are written to OUT as SQuAD-layout JSON. Each epoch:
 train, evaluate on validation, tune the post-processing there (the sentence weight w of the answer's rescoring,
 then the support threshold τ: ``mrc.postprocess``), keep the best model (``OUT/best``) by answer F1. The test part
-(a fold, or a separate ``test`` file) chose nothing: it is scored once, at the end, with the chosen model, w and τ (``OUT/test_metrics.json``, per question in ``OUT/test_scores.json``). ``OUT/checkpoint`` allows
-resuming.
+(a fold, or a separate ``test`` file) chose nothing: it is scored once, at the end, with the chosen model, w and τ
+(``OUT/test_metrics.json``, per question in ``OUT/test_scores.json``). ``OUT/checkpoint`` allows resuming.
 """
 
 from __future__ import annotations
