@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kgutil.cli import set_dotted
 from kgutil.distributed import setup
 from kgutil.io import atomic_write_text
-from kgutil.stats import bootstrap_ci, components_ci, multi_bootstrap_ci, t_interval
+from kgutil.stats import bootstrap_ci, components_ci, multi_bootstrap_ci, sign_test, t_interval
 from mrc.categories import labels_digest, set_metrics
 from mrc.train import TrainConfig, fingerprint, intermediate_stage, selection_score, train_mrc
 
@@ -429,7 +429,8 @@ def seed_difference_blocks(runs: dict[str, Any], reference: dict[str, Any]) -> d
 
 def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: int) -> dict[str, Any] | None:
     """Mean paired differences (×100) of ``runs`` to ``reference`` over the questions and runs both have, with
-    95% bootstrap CIs over questions of the seed-averaged differences (``SCORE_ci95``) and, with two or more
+    95% bootstrap CIs over questions of the seed-averaged differences (``SCORE_ci95``), their exact sign test
+    (``SCORE_sign_test``: questions better, worse, p — the check where few questions change) and, with two or more
     complete seeds in common, CIs over seeds × questions — multi-bootstrap (``SCORE_ci95_seeds``) and variance
     components (``SCORE_ci95_components``) — which also hold the variance between training runs that the first
     leave out. None when they share no question."""
@@ -447,6 +448,7 @@ def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: i
             low, high = bootstrap_ci(diffs, rounds)
             entry[f"{score}_diff"] = round(float(diffs.mean()), 2)
             entry[f"{score}_ci95"] = [round(low, 2), round(high, 2)]
+            entry[f"{score}_sign_test"] = sign_test(diffs)
         if blocks := seed_blocks.get(score):
             matrix = np.concatenate(blocks, axis=1)   # seeds × every question, for the multi-bootstrap
             entry[f"{score}_ci95_seeds"] = [round(x, 2) for x in multi_bootstrap_ci(matrix, rounds)]

@@ -34,7 +34,9 @@ def test_summary_pairs_on_shared_questions_and_seeds() -> None:
     assert paired["em_diff"] == 50.0 and paired["runs"] == 2 and paired["questions"] == 4
     assert paired["em_ci95"][0] <= 50.0 <= paired["em_ci95"][1]
     assert summary["best_variant"] == "baseline"  # validation F1 50 each: the first; the test folds choose nothing
+    assert paired["em_sign_test"] == {"better": 2, "worse": 0, "p": 0.5}   # two up, two ties: 2 · (1/2)^2
     assert "kg: EM +50.00" in verdicts(summary)[0]
+    assert verdicts(summary)[0].endswith("; 2 questions better, 0 worse, sign test p = 0.5")
     better["0/1"]["validation"]["f1"] = better["1/1"]["validation"]["f1"] = 60.0
     assert summarize({"baseline": base, "kg": better}, CVConfig(folds=2, seeds=[1, 2]))["best_variant"] == "kg"
     base["0/1"]["validation"]["f1"] = base["1/1"]["validation"]["f1"] = base["0/2"]["validation"]["f1"] = 70.0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kgutil.stats import (VarianceComponents, bootstrap_ci, components_ci, multi_bootstrap_ci, paired_ci,
-                          spending_bounds, variance_components)
+                          sign_test, spending_bounds, variance_components)
 
 
 def test_bootstrap_ci_brackets_the_mean_and_narrows_with_n() -> None:
@@ -127,3 +127,14 @@ def test_components_ci_widens_with_its_level() -> None:
     wide_low, wide_high = components_ci(blocks, 0.99)
     assert wide_low < low < high < wide_high and (wide_low + wide_high) / 2 == pytest.approx((low + high) / 2)
 
+
+
+def test_sign_test_is_exact_where_few_items_change() -> None:
+    # 5 of 243 questions better, none worse: p = 2 · (1/2)^5, though the bootstrap interval lies above 0
+    diffs = np.array([100.0] * 5 + [0.0] * 238)
+    assert sign_test(diffs) == {"better": 5, "worse": 0, "p": 0.0625}
+    assert bootstrap_ci(diffs, 4000)[0] > 0
+    # 9 better, 1 worse: p = 2 · (1 + 10) / 2^10 = 0.0215; a tie of float noise is a tie
+    assert sign_test(np.array([1.0] * 9 + [-0.5, 1e-12, 0.0])) == {"better": 9, "worse": 1, "p": 0.0215}
+    assert sign_test(np.array([3.0, -3.0])) == {"better": 1, "worse": 1, "p": 1.0}
+    assert sign_test(np.zeros(4)) == {"better": 0, "worse": 0, "p": 1.0}
