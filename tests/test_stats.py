@@ -128,7 +128,6 @@ def test_components_ci_widens_with_its_level() -> None:
     assert wide_low < low < high < wide_high and (wide_low + wide_high) / 2 == pytest.approx((low + high) / 2)
 
 
-
 def test_sign_test_is_exact_where_few_items_change() -> None:
     # 5 of 243 questions better, none worse: p = 2 · (1/2)^5, though the bootstrap interval lies above 0
     diffs = np.array([100.0] * 5 + [0.0] * 238)
