@@ -69,12 +69,6 @@ def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None
             os.chmod(tmp, 0o644)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def open_binary(path: Path) -> IO[bytes]:
     """Open ``path`` for reading bytes, gunzipping when it starts with the gzip magic number."""
     raw = open(path, "rb")

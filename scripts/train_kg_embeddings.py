@@ -24,7 +24,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 
 from kgutil.cli import FLAG_PREFIX, ConfigError, add_common_args, add_field_args, build_config, setup_logging
 from kg.embeddings import EmbeddingConfig, model_names, train_embeddings

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kgutil.html import marked, segments
+from kgutil.html import segments
 from mrc.data import Example, read_dataset, sentence_spans
 from mrc.error_profile import error_profile
 from mrc.html import render_prediction, render_report

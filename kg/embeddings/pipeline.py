@@ -39,7 +39,7 @@ from kg.embeddings.path_scoring import PathRules, evaluate_path_aware
 from kg.embeddings.compare import mrr_ci, paired, save_ranks
 from kg.embeddings.popularity import popularity_ranks, rank_metrics, sample_triples
 from kg.embeddings.ptranse import PTransE, PTransETrainingLoop
-from kg.embeddings.export import FORMAT_VERSION, KGEmbeddings
+from kg.embeddings.export import FORMAT_VERSION
 from kg.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
