@@ -111,7 +111,7 @@ def lift(parts: Sequence[Scored], k: int) -> dict[str, Any]:
     rank, over the questions with a ranked entity; and the top-k ceiling over every question."""
     table: dict[str, dict[str, list[float]]] = {}
     ceiling = []
-    for part, e in ((part, e) for part in parts for e in part.examples):
+    for part, e in ((p, e) for p in parts for e in p.examples):
         top = part.predictions[e.id]["nbest"][:k]
         right = [em_f1(str(c["text"]), e.gold_texts, part.metric)[0] for c in top]
         ceiling.append(max(right, default=0.0))

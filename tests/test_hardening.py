@@ -63,7 +63,7 @@ def test_two_concurrent_builds_on_one_store_end_with_exact_counts(tmp_path: Path
     procs = [subprocess.Popen([sys.executable, str(ROOT / "scripts/build_kg.py"), *args], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=600) for p in procs]
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (_out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err
         assert "Traceback" not in err
     assert sum("is busy: pid" in err for _, err in outputs) == 1  # the second waited for the first
