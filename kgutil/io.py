@@ -71,12 +71,10 @@ def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None
 
 def open_binary(path: Path) -> IO[bytes]:
     """Open ``path`` for reading bytes, gunzipping when it starts with the gzip magic number."""
-    raw = open(path, "rb")
-    head = raw.read(2)
-    raw.seek(0)
-    if head == _GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    return raw
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == _GZIP_MAGIC
+    # gzip.open owns the file it opens (GzipFile(fileobj=…) would leave it open after close)
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")  # type: ignore[return-value]
 
 
 def sha256_files(paths: list[Path]) -> str:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
+import warnings
 from pathlib import Path
 
 import pytest
 
 from kg.reader import KGInputError, TripleReader
 from kg.records import Attribute, ReaderConfig, Rejected, Triple
+from kgutil.io import open_binary
 
 
 def read_all(paths: list[Path], config: ReaderConfig | None = None) -> tuple[list, list[Rejected], TripleReader]:
@@ -116,3 +119,15 @@ def test_unreadable_files_raise(tmp_path: Path, content: bytes, message: str) ->
         read_all([path])
     with pytest.raises(KGInputError, match="no such file"):
         read_all([tmp_path / "missing.tsv"])
+
+
+def test_a_gzipped_file_is_closed_with_its_reader(tmp_path: Path) -> None:
+    path = tmp_path / "t.tsv.gz"
+    path.write_bytes(gzip.compress("糖尿病\t症状\t多饮\n".encode()))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with open_binary(path) as f:
+            assert f.read().decode() == "糖尿病\t症状\t多饮\n"
+        del f
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
