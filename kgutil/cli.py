@@ -36,6 +36,7 @@ def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("neo4j").setLevel(logging.WARNING)
     logging.getLogger("torch_max_mem").setLevel(logging.ERROR)
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature fallbacks read like errors at INFO
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from kgutil.cli import set_dotted
+from kgutil.cli import set_dotted, setup_logging
 from kgutil.distributed import setup
 from kgutil.io import atomic_write_text
 from kgutil.stats import bootstrap_ci, components_ci, multi_bootstrap_ci, sign_test, t_interval
@@ -465,5 +465,5 @@ def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: i
 
 
 if __name__ == "__main__":  # a worker of run_cv(workers > 1): the CVConfig JSON on stdin, the part file as argument
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    setup_logging()
     run_cv(CVConfig.model_validate_json(sys.stdin.read()), Path(sys.argv[1]))
