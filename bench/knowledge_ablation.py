@@ -13,7 +13,8 @@ entity instead of the top-ranked one — whether the KG's ranking, not any entit
 Needs the runs' model directories (``OUT/VARIANT/foldF_seedS/best`` of the config) and their records
 (``bench/results/NAME.runs.json``, NAME the config's stem). Writes ``bench/results/NAME_knowledge_ablation.json``:
 per variant the figures with and without knowledge, the paired difference (with − without) with its 95% bootstrap
-CI, and how many questions' answers changed; the masked runs' per-question scores go to
+CI, how many questions' answers changed, and the masked runs against the config's reference (``without_vs_reference``:
+what the variant's training gives with its knowledge masked at inference); the masked runs' per-question scores go to
 ``NAME_knowledge_ablation.masked.json`` (a second invocation resumes; not ``*.runs.json``, so that no protocol takes
 a masked run for the run of the same config); a control writes ``NAME_control_KEY-VALUE.json`` and its
 ``.masked.json``. A difference near 0 with few changed answers says the model does not read its entities.
@@ -32,7 +33,7 @@ from pydantic import ValidationError
 
 from bench.common import RESULTS, parse_cv_args, write_result
 from kgutil.io import atomic_write_text
-from mrc.crossval import CVConfig, run_config, run_hash, summarize
+from mrc.crossval import CVConfig, paired_difference, run_config, run_hash, summarize
 from mrc.cv_report import verdicts
 from mrc.inference import evaluate_saved_model
 from mrc.registry import model_class
@@ -84,20 +85,28 @@ def masked_run(config: CVConfig, variant: str, key: str, settings: dict[str, Any
 
 
 def compare(recorded: dict[str, Any], masked: dict[str, Any], variant: str, config: CVConfig,
-            label: str = "without_knowledge") -> dict[str, Any]:
+            label: str = "without_knowledge", reference: dict[str, Any] | None = None) -> dict[str, Any]:
     """Figures with and without knowledge (or under a control) on the runs both have, their paired difference
-    (as recorded − again), changed answers."""
+    (as recorded − again), changed answers; with the ``reference`` variant's recorded runs, also the masked runs
+    against it (what the variant's training gives without its knowledge at inference)."""
     with_ = {key: recorded[key] for key in masked if key in recorded}
     without = f"{variant}_{label}"
     summary = summarize({variant: with_, without: masked}, config.model_copy(update={"reference": without,
                                                                                      "pairs": []}))
+    if reference is not None and config.reference != variant:
+        ours = {key: reference[key] for key in with_ if key in reference}
+        if entry := paired_difference(masked, ours, config.bootstrap):
+            summary["paired"][without] = {**entry, "against": config.reference}
     for line in verdicts(summary):
         print(line)
     changed = sum(abs(run["questions"][q]["f1"] - masked[key]["questions"][q]["f1"]) > 1e-9
                   for key, run in with_.items() for q in run["questions"])
-    return {"with": summary["variants"][variant], "without": summary["variants"][without],
-            "paired": summary["paired"][variant], "answers_changed": changed,
-            "questions_scored": sum(len(run["questions"]) for run in with_.values())}
+    figures = {"with": summary["variants"][variant], "without": summary["variants"][without],
+               "paired": summary["paired"][variant], "answers_changed": changed,
+               "questions_scored": sum(len(run["questions"]) for run in with_.values())}
+    if without in summary["paired"]:
+        figures["without_vs_reference"] = summary["paired"][without]
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                 done[key] = scores
                 atomic_write_text(masked_path, json.dumps(masked, ensure_ascii=False))
     label = "without_knowledge" if settings == MASKED else "control"
-    figures = {variant: compare(records[variant], masked[variant], variant, config, label)
+    reference = records.get(config.reference)
+    figures = {variant: compare(records[variant], masked[variant], variant, config, label, reference)
                for variant in fused if masked.get(variant)}
     write_result(name, {"config": str(args.config), "settings": settings, "variants": figures})
     return 0

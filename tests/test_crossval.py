@@ -169,6 +169,22 @@ def test_a_control_of_the_knowledge_ablation_has_its_own_files_and_parsed_settin
         parse_control(["entity_boundary_anchor"])
 
 
+def test_the_knowledge_ablation_pairs_masked_runs_with_their_own_and_the_reference() -> None:
+    """with − without on the masked runs; without − reference on the runs all three have (fold 1 is not masked)."""
+    from bench.knowledge_ablation import compare
+
+    fused = {"0/1": _run({"a": 1, "b": 1, "c": 0}), "1/1": _run({"d": 1})}
+    masked = {"0/1": _run({"a": 1, "b": 0, "c": 0})}
+    reference = {"0/1": _run({"a": 0, "b": 0, "c": 0}), "1/1": _run({"d": 0})}
+    config = CVConfig(folds=2, seeds=[1], bootstrap=1000)
+    figures = compare(fused, masked, "kg", config, reference=reference)
+    assert figures["paired"]["em_diff"] == 33.33 and figures["answers_changed"] == 1
+    against = figures["without_vs_reference"]
+    assert against["em_diff"] == 33.33 and against["questions"] == 3
+    assert against["against"] == "baseline" and figures["questions_scored"] == 3
+    assert "without_vs_reference" not in compare(fused, masked, "kg", config)
+
+
 def test_category_macro_f1_per_variant_and_paired() -> None:
     def run(pairs: dict[str, tuple[list[str], list[str]]]) -> dict:
         return {"questions": {q: {"em": 1.0, "category_acc": float(g == p),
