@@ -93,10 +93,10 @@ def compare(recorded: dict[str, Any], masked: dict[str, Any], variant: str, conf
     without = f"{variant}_{label}"
     summary = summarize({variant: with_, without: masked}, config.model_copy(update={"reference": without,
                                                                                      "pairs": []}))
-    if reference is not None and config.reference != variant:
-        ours = {key: reference[key] for key in with_ if key in reference}
-        if entry := paired_difference(masked, ours, config.bootstrap):
-            summary["paired"][without] = {**entry, "against": config.reference}
+    against = None   # paired on the runs and questions both have
+    if reference is not None and config.reference != variant and (
+            entry := paired_difference(masked, reference, config.bootstrap)):
+        against = summary["paired"][without] = {**entry, "against": config.reference}
     for line in verdicts(summary):
         print(line)
     changed = sum(abs(run["questions"][q]["f1"] - masked[key]["questions"][q]["f1"]) > 1e-9
@@ -104,8 +104,8 @@ def compare(recorded: dict[str, Any], masked: dict[str, Any], variant: str, conf
     figures = {"with": summary["variants"][variant], "without": summary["variants"][without],
                "paired": summary["paired"][variant], "answers_changed": changed,
                "questions_scored": sum(len(run["questions"]) for run in with_.values())}
-    if without in summary["paired"]:
-        figures["without_vs_reference"] = summary["paired"][without]
+    if against is not None:
+        figures["without_vs_reference"] = against
     return figures
 
 
