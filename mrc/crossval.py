@@ -433,7 +433,8 @@ def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: i
     (``SCORE_sign_test``: questions better, worse, p — the check where few questions change) and, with two or more
     complete seeds in common, CIs over seeds × questions — multi-bootstrap (``SCORE_ci95_seeds``) and variance
     components (``SCORE_ci95_components``) — which also hold the variance between training runs that the first
-    leave out. None when they share no question."""
+    leave out; with two or more folds in common, the same per fold (``per_fold``, ``fold_differences``). None when
+    they share no question."""
     common = set(runs) & set(reference)
     mine, theirs = _per_question(runs, common), _per_question(reference, common)
     ids = sorted(set(mine) & set(theirs))
@@ -442,9 +443,7 @@ def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: i
     entry: dict[str, Any] = {"questions": len(ids), "runs": len(common)}
     seed_blocks = seed_difference_blocks(runs, reference)
     for score in SCORES:
-        diffs = np.array([mine[q][score] - theirs[q][score] for q in ids
-                          if score in mine[q] and score in theirs[q]]) * 100
-        if len(diffs):
+        if len(diffs := _differences(mine, theirs, score)):
             low, high = bootstrap_ci(diffs, rounds)
             entry[f"{score}_diff"] = round(float(diffs.mean()), 2)
             entry[f"{score}_ci95"] = [round(low, 2), round(high, 2)]
@@ -461,7 +460,36 @@ def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: i
     for key in ("em_ci95", "em_ci95_seeds", "em_ci95_components"):
         if key in entry:
             entry[key.replace("ci95", "ci_excludes_zero")] = entry[key][0] > 0 or entry[key][1] < 0
+    if per_fold := fold_differences(runs, reference, rounds):
+        entry["per_fold"] = per_fold
     return entry
+
+
+def _differences(mine: dict[str, dict[str, float]], theirs: dict[str, dict[str, float]], score: str) -> np.ndarray:
+    """mine − theirs (×100) of ``score`` per question both score, in question-id order."""
+    return np.array([mine[q][score] - theirs[q][score] for q in sorted(set(mine) & set(theirs))
+                     if score in mine[q] and score in theirs[q]]) * 100
+
+
+def fold_differences(runs: dict[str, Any], reference: dict[str, Any], rounds: int) -> dict[str, dict[str, Any]]:
+    """fold → the paired differences (×100) on that fold's questions alone, seed-averaged as in
+    ``paired_difference``: per score its mean and 95% bootstrap CI over the fold's questions — whether the folds
+    agree, or one fold carries the pooled figure. Empty when the two sides share fewer than two folds."""
+    common = set(runs) & set(reference)
+    folds = sorted({key.split("/")[0] for key in common}, key=int)
+    if len(folds) < 2:
+        return {}
+    per_fold: dict[str, dict[str, Any]] = {}
+    for fold in folds:
+        keys = {key for key in common if key.split("/")[0] == fold}
+        mine, theirs = _per_question(runs, keys), _per_question(reference, keys)
+        entry: dict[str, Any] = {"questions": len(set(mine) & set(theirs)), "runs": len(keys)}
+        for score in SCORES:
+            if len(diffs := _differences(mine, theirs, score)):
+                entry[f"{score}_diff"] = round(float(diffs.mean()), 2)
+                entry[f"{score}_ci95"] = [round(x, 2) for x in bootstrap_ci(diffs, rounds)]
+        per_fold[fold] = entry
+    return per_fold
 
 
 if __name__ == "__main__":  # a worker of run_cv(workers > 1): the CVConfig JSON on stdin, the part file as argument

@@ -19,8 +19,8 @@ def _side(low: float, high: float) -> str:
 
 
 def verdicts(summary: dict[str, Any]) -> list[str]:
-    """One line per paired comparison and score: answer EM (with its sign test), and category macro F1 where both
-    sides have categories."""
+    """One line per paired comparison and score: answer EM (with its per-fold differences and its sign test), and
+    category macro F1 where both sides have categories."""
     lines = []
     for name, p in summary["paired"].items():
         for score, label in (("em", "EM"), ("category_macro_f1", "category macro F1")):
@@ -34,6 +34,8 @@ def verdicts(summary: dict[str, Any]) -> list[str]:
                 if f"{score}_ci95_{kind}" in p:
                     low, high = p[f"{score}_ci95_{kind}"]
                     line += f"; {what} [{low:+.2f}, {high:+.2f}] — {_side(low, high)} {p['against']}"
+            if (folds := p.get("per_fold")) and all(f"{score}_diff" in f for f in folds.values()):
+                line += "; per fold " + ", ".join(f"{f[f'{score}_diff']:+.2f}" for f in folds.values())
             if sign := p.get(f"{score}_sign_test"):
                 line += f"; {sign['better']} questions better, {sign['worse']} worse, sign test p = {sign['p']:.3g}"
             lines.append(line)

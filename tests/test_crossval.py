@@ -44,6 +44,21 @@ def test_summary_pairs_on_shared_questions_and_seeds() -> None:
         "baseline"  # better on test, worse on validation: validation decides
 
 
+def test_folds_that_disagree_are_shown_apart() -> None:
+    # fold 0 (a, b): the variant gains both questions; fold 1 (c, d): it loses both — pooled, nothing
+    base = {"0/1": _run({"a": 0, "b": 0}), "1/1": _run({"c": 1, "d": 1})}
+    kg = {"0/1": _run({"a": 1, "b": 1}), "1/1": _run({"c": 0, "d": 0})}
+    summary = summarize({"baseline": base, "kg": kg}, CVConfig(folds=2, seeds=[1], bootstrap=1000))
+    paired = summary["paired"]["kg"]
+    assert paired["em_diff"] == 0.0
+    assert paired["per_fold"]["0"] == {"questions": 2, "runs": 1, "em_diff": 100.0, "em_ci95": [100.0, 100.0],
+                                       "f1_diff": 100.0, "f1_ci95": [100.0, 100.0]}
+    assert paired["per_fold"]["1"]["em_diff"] == -100.0 and paired["per_fold"]["1"]["em_ci95"] == [-100.0, -100.0]
+    assert "; per fold +100.00, -100.00; 2 questions better, 2 worse" in verdicts(summary)[0]
+    one_fold = summarize({"baseline": {"0/1": base["0/1"]}, "kg": {"0/1": kg["0/1"]}}, CVConfig(folds=2, seeds=[1]))
+    assert "per_fold" not in one_fold["paired"]["kg"] and "per fold" not in verdicts(one_fold)[0]
+
+
 def _seeds_that_disagree() -> tuple[dict, dict]:
     """Questions a, b (fold 0) and c, d (fold 1), seeds 1 and 2: the baseline gets none right; "kg" gets every
     question right with seed 1 and none with seed 2."""
