@@ -1,8 +1,8 @@
 """Confidence intervals: percentile bootstrap over paired per-item values (questions, test triples), the
 multi-bootstrap over seeds × items, and Student's t over a few independent replicates (seeds); and the variance
 components of per-seed, per-item differences, which say how many seeds and items a comparison needs; the exact sign
-test of paired differences (for comparisons where few items change); and the critical values of a comparison read
-at several looks (group-sequential, alpha spending).
+test of paired differences (for comparisons where few items change); Cochran's Q test of whether folds share one
+difference; and the critical values of a comparison read at several looks (group-sequential, alpha spending).
 
 Bootstrap: rows are resampled with replacement; a statistic of the resampled columns' means is recorded per round,
 and the 95% interval is its 2.5th–97.5th percentile. Resampling rows keeps pairs together (paired comparisons).
@@ -55,6 +55,27 @@ def sign_test(differences: np.ndarray) -> dict[str, float]:
     better, worse = int((d > 0).sum()), int((d < 0).sum())
     p = stats.binomtest(better, better + worse).pvalue if better + worse else 1.0
     return {"better": better, "worse": worse, "p": round(float(p), 4)}
+
+
+def heterogeneity(groups: Sequence[np.ndarray]) -> dict[str, float] | None:
+    """Cochran's Q test that independent groups of paired differences (folds) share one mean: with m_g the mean
+    and SE_g = s_g / √n_g of group g and inverse-variance weights w_g = 1 / SE_g², m̄ = Σ w_g m_g / Σ w_g and
+    Q = Σ w_g (m_g − m̄)², referred to χ² with G − 1 degrees of freedom. A small p says the groups differ by more
+    than their items explain. None with fewer than two groups, or where a group has fewer than two items or no
+    spread (its weight would be infinite)."""
+    means, errors = [], []
+    for group in groups:
+        values = np.asarray(group, dtype=float)
+        if len(values) < 2 or (sd := values.std(ddof=1)) == 0:
+            return None
+        means.append(values.mean())
+        errors.append(sd / math.sqrt(len(values)))
+    if len(means) < 2:
+        return None
+    weights = 1 / np.square(errors)
+    pooled = float(np.sum(weights * means) / weights.sum())
+    q = float(np.sum(weights * np.square(np.array(means) - pooled)))
+    return {"q": round(q, 3), "df": len(means) - 1, "p": round(float(stats.chi2.sf(q, len(means) - 1)), 4)}
 
 
 def multi_bootstrap_ci(values: np.ndarray, rounds: int = 10_000, seed: int = 0) -> tuple[float, float]:

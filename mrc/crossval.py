@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kgutil.cli import set_dotted, setup_logging
 from kgutil.distributed import setup
 from kgutil.io import atomic_write_text
-from kgutil.stats import bootstrap_ci, components_ci, multi_bootstrap_ci, sign_test, t_interval
+from kgutil.stats import bootstrap_ci, components_ci, heterogeneity, multi_bootstrap_ci, sign_test, t_interval
 from mrc.categories import labels_digest, set_metrics
 from mrc.train import TrainConfig, fingerprint, intermediate_stage, selection_score, train_mrc
 
@@ -433,8 +433,8 @@ def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: i
     (``SCORE_sign_test``: questions better, worse, p — the check where few questions change) and, with two or more
     complete seeds in common, CIs over seeds × questions — multi-bootstrap (``SCORE_ci95_seeds``) and variance
     components (``SCORE_ci95_components``) — which also hold the variance between training runs that the first
-    leave out; with two or more folds in common, the same per fold (``per_fold``, ``fold_differences``). None when
-    they share no question."""
+    leave out; with two or more folds in common, the same per fold and a test that the folds agree (``per_fold``,
+    ``fold_heterogeneity``: ``fold_differences``). None when they share no question."""
     common = set(runs) & set(reference)
     mine, theirs = _per_question(runs, common), _per_question(reference, common)
     ids = sorted(set(mine) & set(theirs))
@@ -460,8 +460,9 @@ def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: i
     for key in ("em_ci95", "em_ci95_seeds", "em_ci95_components"):
         if key in entry:
             entry[key.replace("ci95", "ci_excludes_zero")] = entry[key][0] > 0 or entry[key][1] < 0
-    if per_fold := fold_differences(runs, reference, rounds):
-        entry["per_fold"] = per_fold
+    per_fold, fold_tests = fold_differences(runs, reference, rounds)
+    if per_fold:
+        entry["per_fold"], entry["fold_heterogeneity"] = per_fold, fold_tests
     return entry
 
 
@@ -471,15 +472,19 @@ def _differences(mine: dict[str, dict[str, float]], theirs: dict[str, dict[str, 
                      if score in mine[q] and score in theirs[q]]) * 100
 
 
-def fold_differences(runs: dict[str, Any], reference: dict[str, Any], rounds: int) -> dict[str, dict[str, Any]]:
+def fold_differences(runs: dict[str, Any], reference: dict[str, Any], rounds: int
+                     ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, float]]]:
     """fold → the paired differences (×100) on that fold's questions alone, seed-averaged as in
-    ``paired_difference``: per score its mean and 95% bootstrap CI over the fold's questions — whether the folds
-    agree, or one fold carries the pooled figure. Empty when the two sides share fewer than two folds."""
+    ``paired_difference`` (per score its mean and 95% bootstrap CI over the fold's questions); and per score
+    Cochran's Q test that every fold shares one difference (``kgutil.stats.heterogeneity``; a small p: the folds
+    differ by more than their questions explain — by their data or, with one seed, by their runs' luck). Whether the
+    folds agree, or one carries the pooled figure. Both empty when the two sides share fewer than two folds."""
     common = set(runs) & set(reference)
     folds = sorted({key.split("/")[0] for key in common}, key=int)
     if len(folds) < 2:
-        return {}
+        return {}, {}
     per_fold: dict[str, dict[str, Any]] = {}
+    groups: dict[str, list[np.ndarray]] = {}
     for fold in folds:
         keys = {key for key in common if key.split("/")[0] == fold}
         mine, theirs = _per_question(runs, keys), _per_question(reference, keys)
@@ -488,8 +493,11 @@ def fold_differences(runs: dict[str, Any], reference: dict[str, Any], rounds: in
             if len(diffs := _differences(mine, theirs, score)):
                 entry[f"{score}_diff"] = round(float(diffs.mean()), 2)
                 entry[f"{score}_ci95"] = [round(x, 2) for x in bootstrap_ci(diffs, rounds)]
+                groups.setdefault(score, []).append(diffs)
         per_fold[fold] = entry
-    return per_fold
+    tests = {score: test for score, fold_diffs in groups.items()
+             if len(fold_diffs) == len(folds) and (test := heterogeneity(fold_diffs))}
+    return per_fold, tests
 
 
 if __name__ == "__main__":  # a worker of run_cv(workers > 1): the CVConfig JSON on stdin, the part file as argument

@@ -55,6 +55,14 @@ def test_folds_that_disagree_are_shown_apart() -> None:
                                        "f1_diff": 100.0, "f1_ci95": [100.0, 100.0]}
     assert paired["per_fold"]["1"]["em_diff"] == -100.0 and paired["per_fold"]["1"]["em_ci95"] == [-100.0, -100.0]
     assert "; per fold +100.00, -100.00; 2 questions better, 2 worse" in verdicts(summary)[0]
+    assert paired["fold_heterogeneity"] == {}   # no spread within a fold: no Q test
+    # fold 0 gains one of two questions, fold 1 loses one: per fold +50 and −50 (SE 50 each), Q = 2, p = 0.1573
+    kg["0/1"]["questions"]["b"] = {"em": 0, "f1": 0}
+    kg["1/1"]["questions"]["d"] = {"em": 1, "f1": 1}
+    paired = summarize({"baseline": base, "kg": kg}, CVConfig(folds=2, seeds=[1], bootstrap=1000))["paired"]["kg"]
+    assert paired["fold_heterogeneity"]["em"] == {"q": 2.0, "df": 1, "p": 0.1573}
+    assert "; per fold +50.00, -50.00 (folds agree? Cochran's Q p = 0.157);" in verdicts(
+        {"paired": {"kg": paired}})[0]
     one_fold = summarize({"baseline": {"0/1": base["0/1"]}, "kg": {"0/1": kg["0/1"]}}, CVConfig(folds=2, seeds=[1]))
     assert "per_fold" not in one_fold["paired"]["kg"] and "per fold" not in verdicts(one_fold)[0]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kgutil.stats import (VarianceComponents, bootstrap_ci, components_ci, multi_bootstrap_ci, paired_ci,
-                          sign_test, spending_bounds, variance_components)
+from kgutil.stats import (VarianceComponents, bootstrap_ci, components_ci, heterogeneity, multi_bootstrap_ci,
+                          paired_ci, sign_test, spending_bounds, variance_components)
 
 
 def test_bootstrap_ci_brackets_the_mean_and_narrows_with_n() -> None:
@@ -137,3 +137,15 @@ def test_sign_test_is_exact_where_few_items_change() -> None:
     assert sign_test(np.array([1.0] * 9 + [-0.5, 1e-12, 0.0])) == {"better": 9, "worse": 1, "p": 0.0215}
     assert sign_test(np.array([3.0, -3.0])) == {"better": 1, "worse": 1, "p": 1.0}
     assert sign_test(np.zeros(4)) == {"better": 0, "worse": 0, "p": 1.0}
+
+
+def test_cochrans_q_by_hand() -> None:
+    # means 50 and −50, each SE = s/√n = 70.71/√2 = 50: weights 1/2500, pooled mean 0, Q = 2·50²/2500 = 2 on 1 df,
+    # p = P(χ²₁ > 2) = 2·(1 − Φ(√2)) = 0.1573
+    assert heterogeneity([np.array([100.0, 0.0]), np.array([-100.0, 0.0])]) == {"q": 2.0, "df": 1, "p": 0.1573}
+    assert heterogeneity([np.array([100.0, 0.0]), np.array([100.0, 0.0])]) == {"q": 0.0, "df": 1, "p": 1.0}
+    # means 1, 1, 5, each SE 1: pooled 7/3, Q = 2·(4/3)² + (8/3)² = 96/9 on 2 df, p = exp(−Q/2) = 0.0048
+    assert heterogeneity([np.array([0.0, 2.0]), np.array([0.0, 2.0]), np.array([4.0, 6.0])]) == \
+        {"q": 10.667, "df": 2, "p": 0.0048}
+    assert heterogeneity([np.array([100.0, 100.0]), np.array([0.0, 100.0])]) is None   # no spread: weight ∞
+    assert heterogeneity([np.array([1.0, 2.0])]) is None
