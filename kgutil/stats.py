@@ -57,25 +57,40 @@ def sign_test(differences: np.ndarray) -> dict[str, float]:
     return {"better": better, "worse": worse, "p": round(float(p), 4)}
 
 
-def heterogeneity(groups: Sequence[np.ndarray]) -> dict[str, float] | None:
+def heterogeneity(groups: Sequence[np.ndarray], rounds: int = 10_000, seed: int = 0) -> dict[str, float] | None:
     """Cochran's Q test that independent groups of paired differences (folds) share one mean: with m_g the mean
     and SE_g = s_g / √n_g of group g and inverse-variance weights w_g = 1 / SE_g², m̄ = Σ w_g m_g / Σ w_g and
-    Q = Σ w_g (m_g − m̄)², referred to χ² with G − 1 degrees of freedom. A small p says the groups differ by more
-    than their items explain. None with fewer than two groups, or where a group has fewer than two items or no
-    spread (its weight would be infinite)."""
-    means, errors = [], []
-    for group in groups:
-        values = np.asarray(group, dtype=float)
-        if len(values) < 2 or (sd := values.std(ddof=1)) == 0:
-            return None
-        means.append(values.mean())
-        errors.append(sd / math.sqrt(len(values)))
-    if len(means) < 2:
+    Q = Σ w_g (m_g − m̄)², referred to χ² with G − 1 degrees of freedom (``p``), and to its permutation
+    distribution (``p_permutation``: items shuffled between groups of the same sizes, ``rounds`` times,
+    p = (1 + #{Q* ≥ Q}) / (1 + rounds); a shuffle that leaves a group without spread counts as Q* = ∞). The χ² is
+    rough where few items differ from 0; the permutation p holds there too. A small p says the groups differ by
+    more than their items explain. None with fewer than two groups, or where a group has fewer than two items or
+    no spread (its weight would be infinite)."""
+    arrays = [np.asarray(group, dtype=float) for group in groups]
+    if len(arrays) < 2 or any(len(values) < 2 or values.std(ddof=1) == 0 for values in arrays):
         return None
-    weights = 1 / np.square(errors)
-    pooled = float(np.sum(weights * means) / weights.sum())
-    q = float(np.sum(weights * np.square(np.array(means) - pooled)))
-    return {"q": round(q, 3), "df": len(means) - 1, "p": round(float(stats.chi2.sf(q, len(means) - 1)), 4)}
+    sizes = [len(values) for values in arrays]
+    q = float(_cochran_q(np.concatenate(arrays)[None, :], sizes)[0])
+    items, rng, exceed = np.concatenate(arrays), np.random.default_rng(seed), 0
+    for start in range(0, rounds, 1000):   # chunks keep the shuffled copies small
+        shuffled = rng.permuted(np.tile(items, (min(1000, rounds - start), 1)), axis=1)
+        exceed += int((_cochran_q(shuffled, sizes) >= q * (1 - 1e-9)).sum())
+    return {"q": round(q, 3), "df": len(arrays) - 1, "p": round(float(stats.chi2.sf(q, len(arrays) - 1)), 4),
+            "p_permutation": round((1 + exceed) / (1 + rounds), 4)}
+
+
+def _cochran_q(rows: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+    """Cochran's Q of each row of ``rows`` (items in groups of ``sizes``, in order); ∞ where a group has no
+    spread."""
+    bounds = np.cumsum([0, *sizes])
+    parts = [rows[:, lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+    means = np.stack([part.mean(axis=1) for part in parts], axis=1)
+    variances = np.stack([part.var(axis=1, ddof=1) / part.shape[1] for part in parts], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weights = 1 / variances
+        pooled = (weights * means).sum(axis=1, keepdims=True) / weights.sum(axis=1, keepdims=True)
+        q = (weights * np.square(means - pooled)).sum(axis=1)
+    return np.where((variances == 0).any(axis=1), np.inf, q)
 
 
 def multi_bootstrap_ci(values: np.ndarray, rounds: int = 10_000, seed: int = 0) -> tuple[float, float]:

@@ -476,9 +476,10 @@ def fold_differences(runs: dict[str, Any], reference: dict[str, Any], rounds: in
                      ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, float]]]:
     """fold → the paired differences (×100) on that fold's questions alone, seed-averaged as in
     ``paired_difference`` (per score its mean and 95% bootstrap CI over the fold's questions); and per score
-    Cochran's Q test that every fold shares one difference (``kgutil.stats.heterogeneity``; a small p: the folds
-    differ by more than their questions explain — by their data or, with one seed, by their runs' luck). Whether the
-    folds agree, or one carries the pooled figure. Both empty when the two sides share fewer than two folds."""
+    Cochran's Q test that every fold shares one difference (``kgutil.stats.heterogeneity``: χ² and permutation p
+    over ``rounds`` shuffles; a small p: the folds differ by more than their questions explain — by their data or,
+    with one seed, by their runs' luck). Whether the folds agree, or one carries the pooled figure. Both empty when
+    the two sides share fewer than two folds."""
     common = set(runs) & set(reference)
     folds = sorted({key.split("/")[0] for key in common}, key=int)
     if len(folds) < 2:
@@ -496,7 +497,7 @@ def fold_differences(runs: dict[str, Any], reference: dict[str, Any], rounds: in
                 groups.setdefault(score, []).append(diffs)
         per_fold[fold] = entry
     tests = {score: test for score, fold_diffs in groups.items()
-             if len(fold_diffs) == len(folds) and (test := heterogeneity(fold_diffs))}
+             if len(fold_diffs) == len(folds) and (test := heterogeneity(fold_diffs, rounds))}
     return per_fold, tests
 
 

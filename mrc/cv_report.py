@@ -37,7 +37,8 @@ def verdicts(summary: dict[str, Any]) -> list[str]:
             if (folds := p.get("per_fold")) and all(f"{score}_diff" in f for f in folds.values()):
                 line += "; per fold " + ", ".join(f"{f[f'{score}_diff']:+.2f}" for f in folds.values())
                 if test := p.get("fold_heterogeneity", {}).get(score):
-                    line += f" (folds agree? Cochran's Q p = {test['p']:.3g})"
+                    line += (f" (folds agree? Cochran's Q p = {test['p']:.3g}, "
+                             f"permutation p = {test['p_permutation']:.3g})")
             if sign := p.get(f"{score}_sign_test"):
                 line += f"; {sign['better']} questions better, {sign['worse']} worse, sign test p = {sign['p']:.3g}"
             lines.append(line)

@@ -60,8 +60,8 @@ def test_folds_that_disagree_are_shown_apart() -> None:
     kg["0/1"]["questions"]["b"] = {"em": 0, "f1": 0}
     kg["1/1"]["questions"]["d"] = {"em": 1, "f1": 1}
     paired = summarize({"baseline": base, "kg": kg}, CVConfig(folds=2, seeds=[1], bootstrap=1000))["paired"]["kg"]
-    assert paired["fold_heterogeneity"]["em"] == {"q": 2.0, "df": 1, "p": 0.1573}
-    assert "; per fold +50.00, -50.00 (folds agree? Cochran's Q p = 0.157);" in verdicts(
+    assert paired["fold_heterogeneity"]["em"] == {"q": 2.0, "df": 1, "p": 0.1573, "p_permutation": 1.0}
+    assert "; per fold +50.00, -50.00 (folds agree? Cochran's Q p = 0.157, permutation p = 1);" in verdicts(
         {"paired": {"kg": paired}})[0]
     one_fold = summarize({"baseline": {"0/1": base["0/1"]}, "kg": {"0/1": kg["0/1"]}}, CVConfig(folds=2, seeds=[1]))
     assert "per_fold" not in one_fold["paired"]["kg"] and "per fold" not in verdicts(one_fold)[0]

@@ -142,10 +142,22 @@ def test_sign_test_is_exact_where_few_items_change() -> None:
 def test_cochrans_q_by_hand() -> None:
     # means 50 and −50, each SE = s/√n = 70.71/√2 = 50: weights 1/2500, pooled mean 0, Q = 2·50²/2500 = 2 on 1 df,
     # p = P(χ²₁ > 2) = 2·(1 − Φ(√2)) = 0.1573
-    assert heterogeneity([np.array([100.0, 0.0]), np.array([-100.0, 0.0])]) == {"q": 2.0, "df": 1, "p": 0.1573}
-    assert heterogeneity([np.array([100.0, 0.0]), np.array([100.0, 0.0])]) == {"q": 0.0, "df": 1, "p": 1.0}
+    # p_permutation 1: every shuffle of {100, 0, −100, 0} into two pairs gives Q = 2 again or a pair {0, 0} (Q* = ∞)
+    assert heterogeneity([np.array([100.0, 0.0]), np.array([-100.0, 0.0])]) == \
+        {"q": 2.0, "df": 1, "p": 0.1573, "p_permutation": 1.0}
+    assert heterogeneity([np.array([100.0, 0.0]), np.array([100.0, 0.0])]) == \
+        {"q": 0.0, "df": 1, "p": 1.0, "p_permutation": 1.0}
     # means 1, 1, 5, each SE 1: pooled 7/3, Q = 2·(4/3)² + (8/3)² = 96/9 on 2 df, p = exp(−Q/2) = 0.0048
-    assert heterogeneity([np.array([0.0, 2.0]), np.array([0.0, 2.0]), np.array([4.0, 6.0])]) == \
-        {"q": 10.667, "df": 2, "p": 0.0048}
+    three = heterogeneity([np.array([0.0, 2.0]), np.array([0.0, 2.0]), np.array([4.0, 6.0])])
+    assert three is not None and (three["q"], three["df"], three["p"]) == (10.667, 2, 0.0048)
     assert heterogeneity([np.array([100.0, 100.0]), np.array([0.0, 100.0])]) is None   # no spread: weight ∞
     assert heterogeneity([np.array([1.0, 2.0])]) is None
+
+
+def test_cochrans_q_permutation_p_by_hand() -> None:
+    # {0, 1, 2} against {10, 11, 12}: of the C(6, 3) = 20 ways to split the six items into two groups of three, only
+    # the observed split and its mirror reach the observed Q (every other split mixes the groups: closer means,
+    # wider spread), so the exact permutation p is 2/20 = 0.1 where the χ² says p < 0.0001
+    test = heterogeneity([np.array([0.0, 1.0, 2.0]), np.array([10.0, 11.0, 12.0])], rounds=20_000)
+    assert test is not None and test["p"] < 1e-4
+    assert test["p_permutation"] == pytest.approx(0.1, abs=0.006)   # Monte Carlo SE √(0.1·0.9/20000) = 0.0021
