@@ -69,9 +69,9 @@ def heterogeneity(groups: Sequence[np.ndarray], rounds: int = 10_000, seed: int 
     arrays = [np.asarray(group, dtype=float) for group in groups]
     if len(arrays) < 2 or any(len(values) < 2 or values.std(ddof=1) == 0 for values in arrays):
         return None
-    sizes = [len(values) for values in arrays]
-    q = float(_cochran_q(np.concatenate(arrays)[None, :], sizes)[0])
-    items, rng, exceed = np.concatenate(arrays), np.random.default_rng(seed), 0
+    sizes, items = [len(values) for values in arrays], np.concatenate(arrays)
+    q = float(_cochran_q(items[None, :], sizes)[0])
+    rng, exceed = np.random.default_rng(seed), 0
     for start in range(0, rounds, 1000):   # chunks keep the shuffled copies small
         shuffled = rng.permuted(np.tile(items, (min(1000, rounds - start), 1)), axis=1)
         exceed += int((_cochran_q(shuffled, sizes) >= q * (1 - 1e-9)).sum())
