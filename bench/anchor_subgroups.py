@@ -14,12 +14,15 @@ question names of the vectors' triple score; the boundary head's anchor is the t
 characters, so the passage's top and characters stand in for the window's and tokens.) For comparison the same
 groups are counted for the text anchor (``mrc.boundary.question_anchor``: passage characters in a character bigram
 that also occurs in the question), which needs no KG.
-Per comparison and group: questions, mean paired difference of EM, F1 and support EM with 95% bootstrap CIs over
-questions (per question averaged over the runs both sides have), and Cochran's Q test that ``hit`` and ``miss`` share
-one difference (``kgutil.stats.heterogeneity``, with its permutation p: does the variant do better where its anchor is
-right?). Comparisons: the variant against the protocol's reference and against each variant it is paired with in the
-config (``*.runs.json``), and with against without its entities at inference when ``knowledge_ablation.py`` has
-scored them (``*_knowledge_ablation.masked.json``).
+A second split, ``named_relation``: whether the question names a KG relation (症状, 并发症, …:
+``retrieval.relations.named_relations``), where the scores read only those relations and the ranking is best.
+Per comparison, split and group: questions, mean paired difference of EM, F1 and support EM with 95% bootstrap CIs
+over questions (per question averaged over the runs both sides have), the EM sign test, and Cochran's Q test that two
+groups share one difference (``kgutil.stats.heterogeneity``, with its permutation p): ``hit`` against ``miss`` (does
+the variant do better where its anchor is right?), ``named`` against ``unnamed``. Comparisons: the variant against
+the protocol's reference and against each variant it is paired with in the config (``*.runs.json``), and with
+against without its entities at inference when ``knowledge_ablation.py`` has scored them
+(``*_knowledge_ablation.masked.json``).
 The groups are chosen after the runs: read the figures as where to look next, not as a claim.
 
   python bench/anchor_subgroups.py --config configs/cv/fusion_default.yaml --variant cmedbert_entity_boundary
@@ -45,10 +48,13 @@ from mrc.crossval import CVConfig, run_config
 from mrc.data import Example, read_dataset
 from mrc.registry import model_class
 from retrieval.linker import Link
+from retrieval.relations import named_relations
 
 log = logging.getLogger("anchor_subgroups")
 
 GROUPS = ("none", "hit", "near", "miss")
+SPLITS = {"anchor": (GROUPS, ("hit", "miss")),            # split → (its groups, the two its Q test compares)
+          "named_relation": (("named", "unnamed"), ("named", "unnamed"))}
 SCORES = ("em", "f1", "support_em")
 
 
@@ -87,9 +93,9 @@ def text_anchor(example: Example) -> list[tuple[int, int]]:
     return runs
 
 
-def question_groups(config: CVConfig, variant: str) -> dict[str, tuple[dict[str, str], float]]:
-    """Per anchor (``kg``, ``text``): question id → group for every question of the protocol's data, and the mean
-    number of anchor mentions a passage has."""
+def question_groups(config: CVConfig, variant: str) -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
+    """Question id → group under each split (``SPLITS``) for every question of the protocol's data, and per anchor
+    (``kg``, ``text``) its questions by group and its mean number of mentions a passage."""
     run = run_config(config, variant, 0, config.seeds[0])
     fusion = model_class(run.model.model_type).settings.model_validate(run.model.fusion)
     inputs = EntityInputs(fusion)
@@ -99,9 +105,17 @@ def question_groups(config: CVConfig, variant: str) -> dict[str, tuple[dict[str,
                        for ex, ex_links in tqdm(list(zip(examples, links)), desc="scoring passage entities", unit="q")],
                 "text": [text_anchor(ex) for ex in examples]}
     radius = fusion.entity_boundary_radius
-    return {name: ({ex.id: anchor_group(found, ex, radius) for ex, found in zip(examples, spans)},
-                   float(np.mean([len(found) for found in spans])))
-            for name, spans in mentions.items()}
+    anchors = {name: {ex.id: anchor_group(found, ex, radius) for ex, found in zip(examples, spans)}
+               for name, spans in mentions.items()}
+    stats = {name: {"questions": {g: sum(v == g for v in anchors[name].values()) for g in GROUPS},
+                    "mentions_per_question": round(float(np.mean([len(found) for found in spans])), 2)}
+             for name, spans in mentions.items()}
+    names = inputs.snapshot.relation_names
+    named = {ex.id: "named" if len(named_relations(ex.question, names)) else "unnamed" for ex in examples}
+    stats["kg"]["questions_by_named_relation"] = {
+        label: {g: sum(anchors["kg"][qid] == g for qid, v in named.items() if v == label) for g in GROUPS}
+        for label in SPLITS["named_relation"][0]}
+    return {"anchor": anchors["kg"], "named_relation": named}, stats
 
 
 def per_question_differences(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -118,22 +132,22 @@ def per_question_differences(a: dict[str, Any], b: dict[str, Any]) -> dict[str, 
     return {qid: {s: total[s] / counts[qid] for s in SCORES} for qid, total in sums.items()}
 
 
-def split_by_group(differences: dict[str, dict[str, float]], groups: dict[str, str], rounds: int
-                   ) -> dict[str, Any]:
-    """Per group: questions, each score's mean difference with its CI and the EM sign test (questions better, worse,
-    p); per score, whether ``hit`` and ``miss``
-    share one difference (Cochran's Q; None where either has no spread)."""
-    out: dict[str, Any] = {"groups": {}, "hit_vs_miss": {}}
+def split_by_group(differences: dict[str, dict[str, float]], groups: dict[str, str], labels: tuple[str, ...],
+                   contrast: tuple[str, str], rounds: int) -> dict[str, Any]:
+    """Per group of ``labels``: questions, each score's mean difference with its CI and the EM sign test (questions
+    better, worse, p); per score, whether the two groups of ``contrast`` share one difference (Cochran's Q; None
+    where either has no spread)."""
+    out: dict[str, Any] = {"groups": {}, "contrast": list(contrast), "contrast_agree": {}}
     columns = {g: {s: np.array([d[s] for qid, d in differences.items() if groups.get(qid) == g]) for s in SCORES}
-               for g in GROUPS}
-    for g in GROUPS:
+               for g in labels}
+    for g in labels:
         n = len(columns[g]["em"])
         out["groups"][g] = {"questions": n, **{
             f"{s}_diff": round(float(columns[g][s].mean()), 2) if n else None for s in SCORES}, **{
             f"{s}_ci95": [round(x, 2) for x in bootstrap_ci(columns[g][s], rounds)] if n > 1 else None
             for s in SCORES}, "em_sign_test": sign_test(columns[g]["em"])}
     for s in SCORES:
-        out["hit_vs_miss"][s] = heterogeneity([columns["hit"][s], columns["miss"][s]], rounds)
+        out["contrast_agree"][s] = heterogeneity([columns[g][s] for g in contrast], rounds)
     return out
 
 
@@ -163,29 +177,29 @@ def main(argv: list[str] | None = None) -> int:
     masked_path = RESULTS / f"{stem}_knowledge_ablation.masked.json"
     masked = json.loads(masked_path.read_text(encoding="utf-8")) if masked_path.exists() else {}
     try:
-        anchors = question_groups(config, args.variant)
+        splits, anchors = question_groups(config, args.variant)
     except ValueError as err:
         log.error("%s", err)
         return 2
-    groups = anchors["kg"][0]
-    figures = {"config": str(args.config), "variant": args.variant, "comparisons": {},
-               "anchors": {name: {"questions": {g: sum(v == g for v in found.values()) for g in GROUPS},
-                                  "mentions_per_question": round(mean, 2)}
-                           for name, (found, mean) in anchors.items()}}
-    for name, row in figures["anchors"].items():
+    for name, row in anchors.items():
         log.info("%s anchor: questions by group %s, %.2f mentions a passage", name, row["questions"],
                  row["mentions_per_question"])
+    figures = {"config": str(args.config), "variant": args.variant, "anchors": anchors, "comparisons": {}}
     for name, (mine, theirs) in comparisons(config, args.variant, records, masked).items():
-        split = split_by_group(per_question_differences(mine, theirs), groups, config.bootstrap)
-        figures["comparisons"][name] = split
-        for g, row in split["groups"].items():
-            if row["questions"] > 1:
-                log.info("%s, %s (%d questions): EM %+.2f %s (%d better, %d worse), F1 %+.2f, support EM %+.2f", name,
-                         g, row["questions"], row["em_diff"], row["em_ci95"], row["em_sign_test"]["better"],
-                         row["em_sign_test"]["worse"], row["f1_diff"], row["support_em_diff"])
-        if (test := split["hit_vs_miss"]["em"]) is not None:
-            log.info("%s: hit and miss share one EM difference? Cochran's Q p = %.3f, permutation p = %.3f", name,
-                     test["p"], test["p_permutation"])
+        differences = per_question_differences(mine, theirs)
+        figures["comparisons"][name] = {}
+        for split, (labels, contrast) in SPLITS.items():
+            result = figures["comparisons"][name][split] = split_by_group(differences, splits[split], labels,
+                                                                          contrast, config.bootstrap)
+            for g, row in result["groups"].items():
+                if row["questions"] > 1:
+                    log.info("%s, %s (%d questions): EM %+.2f %s (%d better, %d worse), F1 %+.2f, support EM %+.2f",
+                             name, g, row["questions"], row["em_diff"], row["em_ci95"],
+                             row["em_sign_test"]["better"], row["em_sign_test"]["worse"], row["f1_diff"],
+                             row["support_em_diff"])
+            if (test := result["contrast_agree"]["em"]) is not None:
+                log.info("%s: %s and %s share one EM difference? Cochran's Q p = %.3f, permutation p = %.3f", name,
+                         *contrast, test["p"], test["p_permutation"])
     write_result(f"{stem}_anchor_subgroups", figures)
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.anchor_subgroups import anchor_group, kg_anchor, per_question_differences, split_by_group, text_anchor
+from bench.anchor_subgroups import GROUPS, anchor_group, kg_anchor, per_question_differences, split_by_group, text_anchor
 from mrc.data import Answer, Example
 from retrieval.linker import Link
 
@@ -61,12 +61,16 @@ def test_differences_average_the_runs_both_sides_have() -> None:
 def test_split_by_group_by_hand() -> None:
     groups = {"a": "hit", "b": "hit", "c": "miss", "d": "miss", "e": "miss", "f": "none"}   # no "near" question
     values = {"a": 100, "b": 0, "c": 0, "d": 0, "e": -100, "f": 0}
-    split = split_by_group({q: {"em": v, "f1": v / 2, "support_em": 0.0} for q, v in values.items()}, groups, 1000)
+    differences = {q: {"em": v, "f1": v / 2, "support_em": 0.0} for q, v in values.items()}
+    split = split_by_group(differences, groups, GROUPS, ("hit", "miss"), 1000)
     hit, miss, none = (split["groups"][g] for g in ("hit", "miss", "none"))
     assert (hit["questions"], hit["em_diff"], hit["f1_diff"]) == (2, 50.0, 25.0)
     assert (miss["em_sign_test"]["better"], miss["em_sign_test"]["worse"]) == (0, 1)
     assert (miss["questions"], miss["em_diff"]) == (3, pytest.approx(-33.33))
     assert none["questions"] == 1 and none["em_ci95"] is None         # one question has no interval
     assert hit["em_ci95"][0] <= 50.0 <= hit["em_ci95"][1]
-    assert split["hit_vs_miss"]["em"]["df"] == 1                        # hit against miss only
-    assert split["hit_vs_miss"]["support_em"] is None                   # no spread: no test
+    assert split["groups"]["near"] == {"questions": 0, "em_diff": None, "f1_diff": None, "support_em_diff": None,
+                                       "em_ci95": None, "f1_ci95": None, "support_em_ci95": None,
+                                       "em_sign_test": {"better": 0, "worse": 0, "p": 1.0}}
+    assert split["contrast_agree"]["em"]["df"] == 1                     # hit against miss only
+    assert split["contrast_agree"]["support_em"] is None                # no spread: no test
