@@ -94,12 +94,14 @@ def text_anchor(example: Example) -> list[tuple[int, int]]:
 
 
 def question_groups(config: CVConfig, variant: str) -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
-    """Question id → group under each split (``SPLITS``) for every question of the protocol's data, and per anchor
+    """Question id → group under each split (``SPLITS``) for every question of the protocol's data (its training
+    files and test file), and per anchor
     (``kg``, ``text``) its questions by group and its mean number of mentions a passage."""
     run = run_config(config, variant, 0, config.seeds[0])
     fusion = model_class(run.model.model_type).settings.model_validate(run.model.fusion)
     inputs = EntityInputs(fusion)
-    examples = [e for path in run.train for e in read_dataset(path, answer_policy=run.answer_policy)]
+    files = [*run.train, *([config.test] if config.test is not None else [])]   # a test-file protocol scores its test
+    examples = [e for path in files for e in read_dataset(path, answer_policy=run.answer_policy)]
     links = inputs.link_examples(examples)
     mentions = {"kg": [kg_anchor(ex_links[1], inputs.kg_scores(ex.question, ex_links))
                        for ex, ex_links in tqdm(list(zip(examples, links)), desc="scoring passage entities", unit="q")],
