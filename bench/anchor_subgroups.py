@@ -35,7 +35,6 @@ import argparse
 import json
 import logging
 import sys
-from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -44,7 +43,7 @@ from tqdm import tqdm
 from bench.common import RESULTS, parse_cv_args, write_result
 from fusion.entities import EntityInputs
 from kgutil.stats import bootstrap_ci, heterogeneity, sign_test
-from mrc.crossval import CVConfig, run_config
+from mrc.crossval import CVConfig, per_question, run_config
 from mrc.data import Example, read_dataset
 from mrc.registry import model_class
 from retrieval.linker import Link
@@ -95,8 +94,8 @@ def text_anchor(example: Example) -> list[tuple[int, int]]:
 
 def question_groups(config: CVConfig, variant: str) -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
     """Question id → group under each split (``SPLITS``) for every question of the protocol's data (its training
-    files and test file), and per anchor
-    (``kg``, ``text``) its questions by group and its mean number of mentions a passage."""
+    files and test file), and per anchor (``kg``, ``text``) its questions by group and its mean number of mentions a
+    passage."""
     run = run_config(config, variant, 0, config.seeds[0])
     fusion = model_class(run.model.model_type).settings.model_validate(run.model.fusion)
     inputs = EntityInputs(fusion)
@@ -121,17 +120,12 @@ def question_groups(config: CVConfig, variant: str) -> tuple[dict[str, dict[str,
 
 
 def per_question_differences(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Question id → score → mean over the runs (fold/seed keys) both sides have of a − b."""
-    sums: dict[str, Counter[str]] = {}
-    counts: Counter[str] = Counter()
-    for key in sorted(set(a) & set(b)):
-        for qid, mine in a[key]["questions"].items():
-            theirs = b[key]["questions"].get(qid)
-            if theirs is None:
-                continue
-            sums.setdefault(qid, Counter()).update({s: 100 * (mine[s] - theirs[s]) for s in SCORES})
-            counts[qid] += 1
-    return {qid: {s: total[s] / counts[qid] for s in SCORES} for qid, total in sums.items()}
+    """Question id → score → a − b (×100), each side averaged over the runs (fold/seed keys) both have
+    (``mrc.crossval.per_question``, as the protocol pairs them)."""
+    keys = set(a) & set(b)
+    mine, theirs = per_question(a, keys), per_question(b, keys)
+    return {qid: {s: 100 * (mine[qid][s] - theirs[qid][s]) for s in SCORES}
+            for qid in sorted(mine.keys() & theirs.keys())}   # a fixed order: the bootstrap draws repeat
 
 
 def split_by_group(differences: dict[str, dict[str, float]], groups: dict[str, str], labels: tuple[str, ...],

@@ -277,7 +277,7 @@ def current_runs(records: dict[str, Any], config: CVConfig) -> tuple[dict[str, A
     return current, stale
 
 
-def _per_question(runs: dict[str, Any], keys: set[str] | None = None) -> dict[str, dict[str, float]]:
+def per_question(runs: dict[str, Any], keys: set[str] | None = None) -> dict[str, dict[str, float]]:
     """question id → score → mean over the runs (``fold/seed`` keys) given (numeric scores only)."""
     sums: dict[str, dict[str, list[float]]] = {}
     for key, run in runs.items():
@@ -349,7 +349,7 @@ def over_seeds(runs: dict[str, Any]) -> dict[str, Any]:
         return {}
     figures: dict[str, Any] = {"seeds": sorted(by_seed)}
     for score in SCORES:
-        means = [[s[score] for s in _per_question(seed_runs).values() if score in s] for seed_runs in by_seed.values()]
+        means = [[s[score] for s in per_question(seed_runs).values() if score in s] for seed_runs in by_seed.values()]
         if all(means):
             values = np.array([np.mean(m) for m in means]) * 100
             figures[score] = round(float(values.mean()), 2)
@@ -369,7 +369,7 @@ def summarize(records: dict[str, Any], config: CVConfig) -> dict[str, Any]:
     validation F1 (None until every variant has validation figures)."""
     variants: dict[str, Any] = {}
     for name, runs in records.items():
-        per_q = _per_question(runs)
+        per_q = per_question(runs)
         figures: dict[str, Any] = {"questions": len(per_q), "runs": len(runs)}
         for score in SCORES:
             values = np.array([s[score] for s in per_q.values() if score in s]) * 100
@@ -416,7 +416,7 @@ def seed_difference_blocks(runs: dict[str, Any], reference: dict[str, Any]) -> d
         return {}
     blocks: dict[str, list[np.ndarray]] = {}
     for fold in sorted({key.split("/")[0] for key in common}, key=int):
-        per_seed = [(_per_question(runs, {f"{fold}/{seed}"}), _per_question(reference, {f"{fold}/{seed}"}))
+        per_seed = [(per_question(runs, {f"{fold}/{seed}"}), per_question(reference, {f"{fold}/{seed}"}))
                     for seed in seeds]
         for score in SCORES:
             shared = sorted(q for q in per_seed[0][0]
@@ -436,7 +436,7 @@ def paired_difference(runs: dict[str, Any], reference: dict[str, Any], rounds: i
     leave out; with two or more folds in common, the same per fold and a test that the folds agree (``per_fold``,
     ``fold_heterogeneity``: ``fold_differences``). None when they share no question."""
     common = set(runs) & set(reference)
-    mine, theirs = _per_question(runs, common), _per_question(reference, common)
+    mine, theirs = per_question(runs, common), per_question(reference, common)
     ids = sorted(set(mine) & set(theirs))
     if not ids:
         return None
@@ -488,7 +488,7 @@ def fold_differences(runs: dict[str, Any], reference: dict[str, Any], rounds: in
     groups: dict[str, list[np.ndarray]] = {}
     for fold in folds:
         keys = {key for key in common if key.split("/")[0] == fold}
-        mine, theirs = _per_question(runs, keys), _per_question(reference, keys)
+        mine, theirs = per_question(runs, keys), per_question(reference, keys)
         entry: dict[str, Any] = {"questions": len(set(mine) & set(theirs)), "runs": len(keys)}
         for score in SCORES:
             if len(diffs := _differences(mine, theirs, score)):
