@@ -70,9 +70,10 @@ def anchor_group(mentions: list[tuple[int, int]], example: Example, radius: int)
 
 def kg_anchor(passage_links: list[Link], scores: dict[int, float]) -> list[tuple[int, int]]:
     """The mentions of the top-scored passage entities (ties included); none without scores."""
-    best = max(scores.values(), default=None)
-    return [(link.start, link.end) for link in passage_links
-            if best is not None and scores.get(link.entity_id) == best]
+    if not scores:
+        return []
+    best = max(scores.values())
+    return [(link.start, link.end) for link in passage_links if scores.get(link.entity_id) == best]
 
 
 def text_anchor(example: Example) -> list[tuple[int, int]]:
