@@ -12,15 +12,21 @@ Each scorer ranks the candidates of a question:
   NAME:named_relation — the same over the relations whose name appears in the question (症状, 并发症, …), all
               relations when none does: the ranking behind CMedBERT's KG-score feature (``fusion.entities``);
   NAME:cosine — max over q ∈ Q of cos(e_q, e_c);
+  intent      — 1 when the candidate's index type maps to a category the question asks for (the answer-category
+              labeller's question intents and type map, ``mrc.category_labels``: 症状/表现 → Symptom, 并发症 →
+              Diagnosis, …; an intent of Other or none, or an untyped candidate: 0);
+  NAME:named_relation+intent — the candidates the intent admits first, NAME:named_relation within each group;
   with ``--paths``, the training graph's path evidence (``kg.embeddings.path_scoring``, rules fitted on every
   triple of the KG): paths:named_relation — max over q ∈ Q, the named relations r and both directions of
               Σ_p Pr(r | p)·R(p | q, c) (0 when the question names no relation);
   NAME:named_relation+paths — NAME:named_relation + β·paths:named_relation, β the one the export's path-aware
               scoring chose on KG validation (``--path-aware``; nothing is tuned on the questions).
 Per question: precision at 1, p@1 = |hits ∩ top| / |top| (``top``: the candidates tied at the best score), and
-AUC = P(score(hit) > score(miss)) with ties ½ (questions with hits and misses). Means with 95% bootstrap CIs over
-questions, each scorer's paired difference from ``random`` and, with several vector sets, each set's paired
-difference from the first one under the same scorer (``vs_FIRST``). Writes ``bench/results/kg_answer_signal.json``.
+AUC = P(score(hit) > score(miss)) with ties ½ (questions with hits and misses); ``with_hit`` counts the questions
+with a hit among their candidates (a perfect ranker's p@1 is with_hit / with_candidates). Means with 95% bootstrap
+CIs over questions, each scorer's paired difference from ``random`` and, with several vector sets, each set's paired
+difference from the first one under the same scorer (``vs_FIRST``). Writes ``bench/results/kg_answer_signal.json``
+(``--name``).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from kg.embeddings.path_scoring import PathRules
 from kg.snapshot import Snapshot
 from kgutil.cli import setup_logging
 from kgutil.stats import bootstrap_ci
+from mrc.category_labels import LabelConfig, admitted, question_intent
 from mrc.data import Example, read_dataset
 from retrieval.index import EntityIndex
 from retrieval.linker import EntityLinker, Link, LinkerConfig
@@ -82,6 +89,20 @@ def path_scores(rules: PathRules, question: np.ndarray, cands: np.ndarray, named
     return rules.bonus(anchors, queries)[:, cands].toarray().max(axis=0)
 
 
+def intent_scores(question: str, cands: np.ndarray, types: list[str | None], config: LabelConfig) -> np.ndarray:
+    """1 for each candidate whose type's category the question's intent asks for, other than ``config.other``."""
+    intent = question_intent(question, config)
+    wanted = set(intent.categories or []) - {config.other} if intent is not None else set()
+    categories = (config.type_map.get((types[c] or "").lower()) for c in cands)
+    return np.fromiter((c is not None and admitted(c, intent, config) in wanted for c in categories),
+                       dtype=float, count=len(cands))
+
+
+def lexicographic(first: np.ndarray, then: np.ndarray) -> np.ndarray:
+    """A score that orders by ``first`` (0/1), then by ``then`` within each group."""
+    return then + first * (np.ptp(then) + 1.0)
+
+
 def precision_at_1(scores: np.ndarray, hits: np.ndarray) -> float:
     top = scores == scores.max()
     return float(hits[top].mean())
@@ -109,14 +130,14 @@ def summary(values: list[float], reference: list[float], first: tuple[str, list[
 
 def summaries(values: dict[str, list[float]], vectors: dict[str, KGEmbeddings]) -> dict[str, dict[str, Any]]:
     """``summary`` of every scorer; a vector scorer NAME:KIND also against FIRST:KIND (the first vector set), and
-    NAME:named_relation+paths against NAME:named_relation (what the paths add)."""
+    NAME:BASE+EXTRA against NAME:BASE (what the paths or the intent add)."""
     first = next(iter(vectors), None)
     out = {}
     for scorer, v in values.items():
         name, _, kind = scorer.partition(":")
         other = (first, values[f"{first}:{kind}"]) if kind and name != first else None
-        if kind.endswith("+paths"):
-            base = f"{name}:named_relation"
+        if "+" in kind:
+            base = f"{name}:{kind.partition('+')[0]}"
             other = (base, values[base])
         out[scorer] = summary(v, values["random"], other)
     return out
@@ -130,6 +151,7 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=SHARED / "data/cmedmrc/dev.json")
     p.add_argument("--overlap", action="store_true", help="link by the overlap rule too (default: exact links)")
     p.add_argument("--paths", action="store_true", help="also score by path evidence (paths:named_relation)")
+    p.add_argument("--name", default="kg_answer_signal", help="writes bench/results/NAME.json")
     args = p.parse_args()
     setup_logging("WARNING")
     snapshot = Snapshot.load(args.kg)
@@ -137,7 +159,9 @@ def main() -> None:
                for name, d in (spec.split("=", 1) for spec in args.embeddings)}
     degree = np.bincount(snapshot.triples[:, [0, 2]].ravel(), minlength=snapshot.num_entities)
     lookup = RelationLookup.from_snapshot(snapshot)
-    linker = EntityLinker(EntityIndex.load(args.index), LinkerConfig(overlap=args.overlap))
+    index = EntityIndex.load(args.index)
+    linker = EntityLinker(index, LinkerConfig(overlap=args.overlap))
+    label_config = LabelConfig()
     examples = [e for e in read_dataset(args.data) if e.answers]
     contexts = list(dict.fromkeys(e.context for e in examples))
     context_links = dict(zip(contexts, linker.link_many(contexts)))
@@ -145,13 +169,14 @@ def main() -> None:
 
     rules = PathRules.fit(snapshot.triples, snapshot.num_entities, snapshot.num_relations) if args.paths else None
     betas = {n: (e.metadata.get("path_aware") or {}).get("beta") for n, e in vectors.items()} if rules else {}
-    scorers = ["random", "popularity", "neighbour", *(f"{n}:{kind}" for n in vectors for kind in KINDS),
+    scorers = ["random", "popularity", "neighbour", "intent",
+               *(f"{n}:{kind}" for n in vectors for kind in (*KINDS, "named_relation+intent")),
                *(["paths:named_relation"] if rules else []),
                *(f"{n}:named_relation+paths" for n, beta in betas.items() if beta is not None)]
     p1: dict[str, list[float]] = {s: [] for s in scorers}
     aucs: dict[str, list[float]] = {s: [] for s in scorers}
     counts = {"questions": len(examples), "with_question_entity": 0, "with_candidates": 0, "with_hit_and_miss": 0,
-              "with_named_relation": 0}
+              "with_named_relation": 0, "with_intent_candidate": 0, "with_hit": 0}
     for example, q_links in tqdm(list(zip(examples, question_links)), desc="questions"):
         question, cands, hits = candidates(example, q_links, context_links[example.context])
         counts["with_question_entity"] += bool(len(question))
@@ -160,20 +185,24 @@ def main() -> None:
         counts["with_candidates"] += 1
         related = lookup.relation(np.repeat(cands, len(question)), np.tile(question, len(cands)))
         scores = {"random": np.zeros(len(cands)), "popularity": degree[cands].astype(float),
-                  "neighbour": (related.reshape(len(cands), len(question)) >= 0).any(axis=1).astype(float)}
+                  "neighbour": (related.reshape(len(cands), len(question)) >= 0).any(axis=1).astype(float),
+                  "intent": intent_scores(example.question, cands, index.types, label_config)}
         named = named_relations(example.question, snapshot.relation_names)
         counts["with_named_relation"] += bool(len(named))
+        counts["with_intent_candidate"] += bool(scores["intent"].any())
         for name, emb in vectors.items():
             scores[f"{name}:fit"] = emb.fit_scores(question, cands)
             scores[f"{name}:named_relation"] = emb.fit_scores(question, cands, named) if len(named) \
                 else scores[f"{name}:fit"]  # a question that names no relation: all relations, as above
             scores[f"{name}:cosine"] = cosine_scores(emb, question, cands)
+            scores[f"{name}:named_relation+intent"] = lexicographic(scores["intent"], scores[f"{name}:named_relation"])
         if rules is not None:
             scores["paths:named_relation"] = path_scores(rules, question, cands, named)
             for name, beta in betas.items():
                 if beta is not None:
                     scores[f"{name}:named_relation+paths"] = (scores[f"{name}:named_relation"]
                                                               + beta * scores["paths:named_relation"])
+        counts["with_hit"] += bool(hits.any())   # the questions a perfect ranker's top-1 could hit
         both = bool(hits.any() and not hits.all())
         counts["with_hit_and_miss"] += both
         for s in scorers:
@@ -186,7 +215,7 @@ def main() -> None:
                                   "path_aware_beta": betas.get(n)}
                               for n, e in vectors.items()},
                "p_at_1": summaries(p1, vectors), "auc": summaries(aucs, vectors)}
-    write_result("kg_answer_signal", figures)
+    write_result(args.name, figures)
 
 
 if __name__ == "__main__":

@@ -128,8 +128,9 @@ def question_intent(question: str, config: LabelConfig) -> QuestionIntent | None
     return next((i for i in config.question_intents if re.search(i.pattern, question)), None)
 
 
-def _admitted(category: str, intent: QuestionIntent | None, config: LabelConfig) -> str | None:
-    """The category a vote counts for under the question's intent (see ``soft_label``)."""
+def admitted(category: str, intent: QuestionIntent | None, config: LabelConfig) -> str | None:
+    """The category a vote for ``category`` counts for under the question's intent (see ``soft_label``); ``None``:
+    the intent admits neither it nor a confusable one."""
     if intent is None or intent.categories is None or category in intent.categories:
         return category
     group = next((g for g in config.confusable if category in g), [])
@@ -154,7 +155,7 @@ def soft_label(question: str, answers: Sequence[tuple[str, Sequence[Link]]], con
             if any(a <= link.start and link.end <= b and b - a > link.end - link.start for a, b in spans):
                 continue
             chars.update(range(link.start, link.end))
-            if (counted := _admitted(category, intent, config)) is not None:
+            if (counted := admitted(category, intent, config)) is not None:
                 votes[counted] += link.end - link.start
         covered, total = covered + _content_chars("".join(text[i] for i in chars)), total + _content_chars(text)
     if not votes or default == config.other and covered < config.min_coverage * total:
